@@ -1,0 +1,86 @@
+"""``gfn-autolabel`` command line: one module per sub-command, each with ``add_parser`` and ``run``.
+
+Sub-command modules are imported only when their command runs, so ``--help`` stays fast and a
+missing optional dependency of one command does not break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from core import __version__
+
+# command name -> module under core.cli (or a full dotted path); each exposes
+# ``add_parser(subparsers) -> argparse.ArgumentParser`` and ``run(args) -> int``.
+COMMANDS: dict[str, str] = {
+    "run": "core.cli.run_cmd",
+    "export": "core.cli.export_cmd",
+    "train": "core.cli.train_cmd",
+    "predict": "core.cli.predict_cmd",
+    "convert": "core.cli.convert_cmd",
+    "evaluate": "core.cli.evaluate_cmd",
+    "example": "core.cli.example_cmd",
+    "demo": "core.cli.demo_cmd",
+    "fiftyone": "gfn_fiftyone.cli",
+    "serve-labelstudio": "labelstudio_backend.cli",
+}
+
+log = logging.getLogger("gfn_autolabel")
+
+
+class CLIError(Exception):
+    """An error to show the user as one clear line (exit code 2), without a traceback."""
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gfn-autolabel",
+        description="Automatic pixel-level labelling from image-level labels (Guided Filter Network).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, module in COMMANDS.items():
+        if wanted is not None and wanted in COMMANDS and name != wanted:
+            sub.add_parser(name, help=f"see gfn-autolabel {name} --help")
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if wanted == name:
+                raise
+            sub.add_parser(name, help=f"(unavailable: {exc})")
+            continue
+        p = mod.add_parser(sub)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except CLIError as exc:
+        print(f"gfn-autolabel {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"gfn-autolabel {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gfn-autolabel {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
