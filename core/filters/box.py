@@ -21,14 +21,19 @@ def _check_radius(r: object) -> int:
 
 
 def _window_sum_1d(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
-    """Sum over ``[i - r, i + r]`` (clipped to the tensor) along ``dim``, via one cumulative sum."""
+    """Sum over ``[i - r, i + r]`` (clipped to the tensor) along ``dim``, via one cumulative sum.
+
+    With ``S`` the inclusive cumulative sum extended by ``r + 1`` zeros in front and ``r`` copies
+    of its last value behind, the window sum at ``i`` is ``S[i + 2r + 1] - S[i]`` (any ``r``).
+    """
     n = x.shape[dim]
-    zero = torch.zeros_like(x.narrow(dim, 0, 1))
-    cs = torch.cat([zero, torch.cumsum(x, dim=dim)], dim=dim)  # cs[i] = sum(x[:i])
-    idx = torch.arange(n, device=x.device)
-    hi = (idx + r + 1).clamp(max=n)
-    lo = (idx - r).clamp(min=0)
-    return cs.index_select(dim, hi) - cs.index_select(dim, lo)
+    cs = torch.cumsum(x, dim=dim)
+    front = list(x.shape)
+    front[dim] = r + 1
+    back = list(x.shape)
+    back[dim] = r
+    ext = torch.cat([x.new_zeros(front), cs, cs.narrow(dim, n - 1, 1).expand(back)], dim=dim)
+    return ext.narrow(dim, 2 * r + 1, n) - ext.narrow(dim, 0, n)
 
 
 def box_count(h: int, w: int, r: int, *, dtype: torch.dtype = torch.float32,

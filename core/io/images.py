@@ -43,7 +43,7 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy (np.asarray of PIL is read-only)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -131,7 +131,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError({str(path): "mask file not found"}) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError({str(path): f"not a readable mask ({exc})"}) from None
-    return np.ascontiguousarray(arr)
+    return np.array(arr, dtype=np.uint8)  # a writable, contiguous copy
 
 
 def encode_png(array: np.ndarray, palette: Sequence[int] | None = None) -> bytes:

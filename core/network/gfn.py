@@ -58,6 +58,7 @@ class GFN(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        nn.init.normal_(self.classifier.weight, std=0.01)  # small initial logits: loss starts near log K
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Everything before the guided filter.

@@ -42,6 +42,6 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, *, iters: int = 5, gauss_sxy
     crf = dcrf.DenseCRF2D(w, h, k)
     crf.setUnaryEnergy(np.ascontiguousarray(-np.log(p).reshape(k, -1)))
     crf.addPairwiseGaussian(sxy=gauss_sxy, compat=gauss_compat)
-    crf.addPairwiseBilateral(sxy=bi_sxy, srgb=bi_srgb, rgbim=np.ascontiguousarray(image), compat=bi_compat)
+    crf.addPairwiseBilateral(sxy=bi_sxy, srgb=bi_srgb, rgbim=np.require(image, np.uint8, ['C', 'W']), compat=bi_compat)
     q = np.asarray(crf.inference(int(iters)), dtype=np.float32).reshape(k, h, w)
     return q

@@ -49,6 +49,8 @@ class RunConfig:
     max_side: int | None = 320
     """Images are resized so the longer side is at most this many pixels for training and prediction
     (masks are always written at the image's own size); ``None`` keeps full resolution."""
+    train_options: Mapping[str, Any] = field(default_factory=dict)
+    """Extra ``core.training.trainer.TrainConfig`` fields (e.g. ``backbone_lr_mult``, ``scale_range``)."""
     seed: int = 0
     num_threads: int | None = 2
     # prediction and post-processing
@@ -102,7 +104,7 @@ class RunConfig:
             raise ValueError(f"max_side must be None or an integer >= 16, got {self.max_side!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        for name in ("init_options", "network_options"):
+        for name in ("init_options", "network_options", "train_options"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{name} must be a mapping of setting -> value, got {getattr(self, name)!r}")
             object.__setattr__(self, name, dict(getattr(self, name)))

@@ -1,0 +1,119 @@
+"""``gfn-autolabel run``: label a folder of images at pixel level from image-level labels.
+
+    gfn-autolabel run --images DIR (--class NAME | --labels CSV) --out RUN_DIR [--init ROUTE]
+        [--rounds N] [--source IMAGES_DIR MASKS_DIR] [--gt MASKS_DIR] [--resume] [--overwrite]
+        [--backbone B] [--postprocess P] [--epochs E] [--seed S] [--max-side M] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.cli import CLIError
+from core.refine.config import INIT_ROUTES, POSTPROCESS_METHODS, SELECT_BY, RunConfig
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    d = RunConfig()
+    p = sub.add_parser("run", help="label images at pixel level (initial masks + refinement rounds)",
+                       description="Label every image of a folder at pixel level from image-level labels: "
+                                   "initial masks (round 0), then rounds of GFN training, prediction, "
+                                   "post-processing and filtering. Writes a run folder.")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of images")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--class", dest="class_name", metavar="NAME",
+                     help="one class for every image (use 'object' for class-agnostic foreground)")
+    who.add_argument("--labels", metavar="CSV", help="filename,label CSV giving each image's class")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
+    p.add_argument("--init", default=d.init, choices=INIT_ROUTES, help=f"initial-mask route (default {d.init})")
+    p.add_argument("--rounds", type=int, default=d.rounds, help=f"maximum refinement rounds (default {d.rounds})")
+    p.add_argument("--source", nargs=2, metavar=("IMAGES_DIR", "MASKS_DIR"),
+                   help="labelled source set of a similar class for the transfer route")
+    p.add_argument("--gt", metavar="MASKS_DIR",
+                   help="ground-truth masks <stem>.png, only to report quality (default: masks/ beside images/)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN_DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in RUN_DIR")
+    g = p.add_argument_group("settings")
+    g.add_argument("--backbone", default=d.backbone, help=f"(default {d.backbone})")
+    g.add_argument("--no-pretrained", action="store_true", help="do not start from ImageNet weights")
+    g.add_argument("--postprocess", default=d.postprocess, choices=POSTPROCESS_METHODS,
+                   help=f"post-processing every round (default {d.postprocess})")
+    g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per round (default {d.epochs})")
+    g.add_argument("--crop-size", type=int, default=d.crop_size, help=f"(default {d.crop_size})")
+    g.add_argument("--max-side", type=int, default=d.max_side,
+                   help=f"work at this longest side; 0 = full size (default {d.max_side})")
+    g.add_argument("--area", nargs=2, type=float, default=(d.area_min, d.area_max), metavar=("MIN", "MAX"),
+                   help=f"area-ratio filter (default {d.area_min} {d.area_max})")
+    g.add_argument("--select-by", default=d.select_by, choices=SELECT_BY,
+                   help="signal that stops the run and picks the best round (default label_free; "
+                        "gt uses ground truth, which is then no longer a fair report)")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--threads", type=int, default=d.num_threads, help=f"torch threads (default {d.num_threads})")
+    g.add_argument("--config", metavar="JSON", help="RunConfig settings from a JSON file (options given "
+                                                    "on the command line win)")
+    g.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """RunConfig from ``--config`` JSON overlaid by the options given on the command line."""
+    import json
+
+    base: dict = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise CLIError(f"--config {path}: file not found")
+        base = json.loads(path.read_text(encoding="utf-8"))
+    given = {
+        "init": args.init, "rounds": args.rounds, "backbone": args.backbone, "pretrained": not args.no_pretrained,
+        "postprocess": args.postprocess, "epochs": args.epochs, "crop_size": args.crop_size,
+        "max_side": args.max_side or None, "area_min": args.area[0], "area_max": args.area[1],
+        "select_by": args.select_by, "seed": args.seed, "num_threads": args.threads,
+    }
+    defaults = RunConfig().to_dict()
+    for k, v in given.items():  # a JSON setting survives unless the option was changed from its default
+        if k not in base or v != defaults[k]:
+            base[k] = v
+    return RunConfig.from_dict(base)
+
+
+def load_target(args: argparse.Namespace):
+    from core.data.readers import read_image_folder
+
+    return read_image_folder(args.images, label=args.class_name, masks=args.gt, labels=args.labels,
+                             skip_bad=args.skip_bad)
+
+
+def load_source(args: argparse.Namespace, dataset):
+    """The ``--source`` set, its images labelled with the target's class (one-class targets) or 'object'."""
+    if not args.source:
+        return None
+    from core.data.readers import read_image_folder
+
+    images, masks = args.source
+    fg = dataset.classmap.foreground
+    label = fg[0] if len(fg) == 1 else "object"
+    return read_image_folder(images, label=label, masks=masks, skip_bad=args.skip_bad)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.refine.report import ProgressBars, format_table
+    from core.refine.runner import run_autolabel
+
+    config = config_from_args(args)
+    dataset = load_target(args)
+    source = load_source(args, dataset)
+    if args.init == "transfer" and source is None:
+        raise CLIError("--init transfer needs --source IMAGES_DIR MASKS_DIR")
+    print(f"labelling {len(dataset)} images of {list(dataset.classmap.foreground)} into {args.out} "
+          f"({len(dataset.with_gt())} with ground truth, used only to report quality)", file=sys.stderr)
+    with ProgressBars(enabled=not args.no_progress) as bars:
+        result = run_autolabel(dataset, args.out, config, source=source, resume=args.resume,
+                               overwrite=args.overwrite, progress=bars)
+    print(format_table(result))
+    print(f"final masks (round {result.best_round}): {result.final_masks_dir}")
+    return 0

@@ -1,0 +1,67 @@
+"""A COCO JSON as a dataset: categories -> class map, annotations -> labels, segmentations -> masks."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from core.data.checks import build_dataset, check_samples
+from core.data.classes import ClassesArg, load_classes
+from core.data.dataset import Dataset, Sample
+from core.formats.coco_file import CocoFile, CocoImage, parse_coco
+
+log = logging.getLogger(__name__)
+
+
+def coco_image_root(coco: CocoFile, images: str | os.PathLike | None) -> Path:
+    """The folder ``file_name`` is relative to: ``images``, else ``images/`` beside the JSON, else its folder."""
+    if images is not None:
+        root = Path(images)
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder {root} (for {coco.path}) does not exist")
+        return root
+    names = [im.file_name for im in coco.images[:20]]
+    for root in (coco.path.parent / "images", coco.path.parent, coco.path.parent.parent / "images"):
+        if root.is_dir() and any((root / n).exists() for n in names):
+            return root
+    return coco.path.parent
+
+
+def read_coco_dataset(json_path: str | os.PathLike, images: str | os.PathLike | None = None, *,
+                      classes: ClassesArg = None, skip_bad: bool = False) -> Dataset:
+    """Images of a COCO JSON with their labels and, where segmentations exist, masks.
+
+    ``images``: the folder ``file_name`` is relative to (default: ``images/`` beside the JSON,
+    else the JSON's folder). Masks decode lazily (``Sample.mask_fn``). ``classes``: a class map
+    to use instead of the categories; it must hold every category name (masks are re-indexed).
+    """
+    coco = parse_coco(json_path)
+    root = coco_image_root(coco, images)
+    cmap = coco.classmap
+    given = load_classes(classes)
+    remap = None
+    if given is not None and given != cmap:
+        missing = [n for n in cmap.foreground if n not in given.names]
+        if missing:
+            raise ValueError(f"{coco.path}: categories {missing} are not in the given class map {list(given.names)}")
+        remap = [given.index(n) for n in cmap.names]
+        cmap = given
+
+    def mask_fn(im: CocoImage):
+        m = coco.mask(im)
+        if remap is not None:
+            import numpy as np
+
+            lut = np.arange(256, dtype=np.uint8)
+            lut[: len(remap)] = remap
+            m = lut[m]
+        return m
+
+    samples, sizes = [], {}
+    for stem, im in zip(coco.stems(), coco.images):
+        has = coco.has_mask(im)
+        samples.append(Sample(stem=stem, image_path=root / im.file_name, labels=coco.labels(im),
+                              mask_fn=(lambda im=im: mask_fn(im)) if has else None))
+        sizes[stem] = (im.height, im.width)
+    return build_dataset(check_samples(samples, skip_bad=skip_bad, mask_sizes=sizes), cmap, coco.path)

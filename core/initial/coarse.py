@@ -1,0 +1,102 @@
+"""Coarse per-class foreground maps (CAMs or class-agnostic activation) for a dataset."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+import numpy as np
+
+from core.classmap import ClassMap
+from core.data.dataset import Dataset
+from core.initial.common import image_classes, resize_longest
+from core.initial.config import InitConfig
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+def centre_map(hw: tuple[int, int], side: float) -> np.ndarray:
+    """``(h, w)`` map: 1 inside a centred box of ``side`` x the image sides, 0 outside."""
+    h, w = hw
+    out = np.zeros((h, w), np.float32)
+    y0, x0 = round(h * (1 - side) / 2), round(w * (1 - side) / 2)
+    out[y0:h - y0, x0:w - x0] = 1.0
+    return out
+
+
+class CoarseMaps:
+    """Per-class coarse maps for the images of one dataset.
+
+    ``cams(image, classes)`` -> ``(len(classes), h, w)`` in [0, 1] at the image's size. The source
+    follows ``config.cam_source`` (``trained`` fits a GAP classifier on the labels first) and, for
+    GrabCut seeding, ``config.coarse`` (``activation`` and ``centre`` ignore the class).
+    """
+
+    def __init__(self, dataset: Dataset | None, classmap: ClassMap, config: InitConfig, *,
+                 coarse: str = "cam", progress: Progress | None = None):
+        from core.initial.imagenet import imagenet_indices
+
+        self.cfg, self.classmap, self.coarse = config, classmap, coarse
+        self.trained = None
+        self.imagenet = None
+        self.indices: dict[int, tuple[int, ...] | None] = {}
+        if coarse == "centre":
+            self.source = "centre"
+            return
+        source = config.cam_source
+        if source == "auto":
+            source = "trained" if len(classmap.foreground) > 1 else "imagenet"
+        if coarse == "activation":
+            source = "activation"
+        self.source = source
+        if source == "trained":
+            if dataset is None:
+                raise ValueError("a trained CAM classifier needs the dataset's images and labels")
+            from core.initial.classifier import TrainedCAM
+
+            samples = list(dataset)
+            labels = [image_classes(s, classmap) for s in samples]
+            present = sorted({c for labs in labels for c in labs})
+            if len(present) < 2:
+                log.warning("only one class is present in the labels; a trained classifier cannot tell classes "
+                            "apart, using the ImageNet CAM instead")
+                self.source = source = "imagenet"
+            else:
+                self.trained = TrainedCAM(
+                    classmap.num_classes - 1, size=config.cam_size, flip=config.cam_flip,
+                    output_stride=config.cam_output_stride, epochs=config.classifier_epochs,
+                    lr=config.classifier_lr, batch_size=config.classifier_batch_size, seed=config.seed,
+                ).fit(lambda i: resize_longest(samples[i].load_image(), config.work_size), labels,
+                      progress=progress)
+                return
+        from core.initial.imagenet import ImagenetCAM
+
+        self.imagenet = ImagenetCAM(size=config.cam_size, scales=config.cam_scales, flip=config.cam_flip,
+                                    output_stride=config.cam_output_stride, top_k=config.cam_top_k)
+        if source == "imagenet":
+            for c, name in enumerate(classmap.names):
+                if c:
+                    self.indices[c] = imagenet_indices(name, config.imagenet_map)
+
+    def describe(self) -> dict:
+        """What the maps are made from (for ``InitialResult.info``)."""
+        out: dict = {"coarse_source": self.source}
+        if self.indices:
+            out["imagenet_classes"] = {self.classmap.names[c]: (list(v) if v else "class-agnostic top-k")
+                                       for c, v in self.indices.items()}
+        return out
+
+    def cams(self, image: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+        """``(len(classes), h, w)`` float32 maps in [0, 1] for an ``(h, w, 3)`` working image."""
+        h, w = image.shape[:2]
+        if self.source == "centre":
+            m = centre_map((h, w), self.cfg.centre_box)
+            return np.repeat(m[None], len(classes), axis=0)
+        if self.source == "activation":
+            a = self.imagenet.activation(image)
+            return np.repeat(a[None], len(classes), axis=0)
+        if self.trained is not None:
+            return self.trained.maps(image, classes)
+        return np.stack([self.imagenet.maps(image, self.indices.get(c))[0] for c in classes])

@@ -1,0 +1,108 @@
+"""``refine_mask``: one entry point over the post-processors (none, grabcut, crf, guided)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import cv2
+import numpy as np
+
+from core.postprocess.crf import dense_crf
+from core.postprocess.grabcut import grabcut_refine
+from core.postprocess.guided import guided_refine
+
+METHODS = ("none", "grabcut", "crf", "guided")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostprocessConfig:
+    """Parameters of the post-processors; ``max_side`` bounds the working resolution."""
+
+    max_side: int = 400
+    """Images larger than this are processed at this longest side and resized back."""
+    grabcut_iters: int = 5
+    grabcut_erode: float = 0.02
+    grabcut_bg: float = 0.06
+    grabcut_confident: float = 0.8
+    crf_iters: int = 5
+    crf_gauss_sxy: float = 3.0
+    crf_gauss_compat: float = 3.0
+    crf_bi_sxy: float = 40.0
+    crf_bi_srgb: float = 13.0
+    crf_bi_compat: float = 6.0
+    guided_radius: int | None = None
+    guided_eps: float = 1e-3
+    mix: float = 0.6
+    """GrabCut gives a hard mask; returned probs = mix * one-hot + (1 - mix) * input probs."""
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PostprocessConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown PostprocessConfig field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**data)
+
+
+def _resize_stack(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    return np.stack([cv2.resize(c, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR) for c in x])
+
+
+def _onehot(mask: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros((k, *mask.shape), np.float32)
+    np.put_along_axis(out, np.where(mask == 255, 0, mask).astype(np.int64)[None], 1.0, axis=0)
+    return out
+
+
+def refine_mask(image: np.ndarray, probs: np.ndarray, method: str = "grabcut", *,
+                config: PostprocessConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Post-process per-pixel probabilities into a cleaner mask.
+
+    Args:
+        image: ``(H, W, 3) uint8`` RGB.
+        probs: ``(K, H, W)`` float32 probabilities (sum 1 over K), at the image's size.
+        method: ``none`` (argmax), ``grabcut`` (GrabCut from the argmax mask: sure fg = eroded
+            confident fg, sure bg = far from fg), ``crf`` (dense CRF), ``guided`` (guided filter).
+        config: parameters (``PostprocessConfig()`` when omitted).
+
+    Returns:
+        ``(mask (H, W) uint8, probs (K, H, W) float32)``; ``mask`` is the argmax of ``probs``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown post-processing method {method!r}; valid methods: {list(METHODS)}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    if probs.ndim != 3 or probs.shape[1:] != image.shape[:2]:
+        raise ValueError(f"probs must be (K, H, W) with H, W = {image.shape[:2]}, got {probs.shape}")
+    cfg = config or PostprocessConfig()
+    probs = probs.astype(np.float32, copy=False)
+    k = probs.shape[0]
+    if method == "none":
+        return probs.argmax(0).astype(np.uint8), probs
+    full_hw = image.shape[:2]
+    scale = cfg.max_side / max(full_hw)
+    if scale < 1.0:
+        hw = (max(1, round(full_hw[0] * scale)), max(1, round(full_hw[1] * scale)))
+        img = cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+        p = _resize_stack(probs, hw)
+    else:
+        img, p = image, probs
+    if method == "crf":
+        out = dense_crf(img, p, iters=cfg.crf_iters, gauss_sxy=cfg.crf_gauss_sxy, gauss_compat=cfg.crf_gauss_compat,
+                        bi_sxy=cfg.crf_bi_sxy, bi_srgb=cfg.crf_bi_srgb, bi_compat=cfg.crf_bi_compat)
+    elif method == "guided":
+        out = guided_refine(img, p, radius=cfg.guided_radius, eps=cfg.guided_eps)
+    else:  # grabcut
+        m = grabcut_refine(img, p.argmax(0).astype(np.uint8), probs=p, iters=cfg.grabcut_iters,
+                           erode_frac=cfg.grabcut_erode, bg_frac=cfg.grabcut_bg,
+                           confident=cfg.grabcut_confident, seed=cfg.seed)
+        out = cfg.mix * _onehot(m, k) + (1.0 - cfg.mix) * p
+    if out.shape[1:] != full_hw:
+        out = _resize_stack(out, full_hw)
+    out = np.clip(out, 0.0, None)
+    out /= np.maximum(out.sum(0, keepdims=True), 1e-8)
+    out = out.astype(np.float32)
+    return out.argmax(0).astype(np.uint8), out

@@ -1,0 +1,136 @@
+"""``Labeller``: apply a run's trained GFN to new images (FiftyOne "apply model", Label Studio backend).
+
+Same steps as a refinement round without the previous round: predict (flip TTA), category
+consistency with the image's labels (when given), post-process, reliability score.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from core.classmap import ClassMap
+from core.refine import filters
+
+from core.refine.threads import torch_threads
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+ImageLike = str | os.PathLike | np.ndarray
+
+
+class Labeller:
+    """A trained GFN plus the post-processing it was run with.
+
+    ``label(image, labels)`` -> ``(mask (H, W) uint8, score in [0, 1], probs (K, H, W) float32)``.
+    """
+
+    def __init__(self, model, classmap: ClassMap, *, postprocess: str = "crf", tta_flip: bool = True,
+                 max_side: int | None = 320, num_threads: int | None = None):
+        from core.refine.config import POSTPROCESS_METHODS
+
+        if postprocess not in POSTPROCESS_METHODS:
+            raise ValueError(f"postprocess {postprocess!r} is unknown; choose one of {list(POSTPROCESS_METHODS)}")
+        self.model = model.eval()
+        self.classmap = classmap
+        self.postprocess = postprocess
+        self.tta_flip = tta_flip
+        self.max_side = max_side
+        self.num_threads = num_threads
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, **overrides) -> "Labeller":
+        """Load ``model.pt`` of a run round (its post-processing and sizes come from the checkpoint;
+        ``overrides``: ``postprocess``, ``tta_flip``, ``max_side``, ``num_threads``)."""
+        from core.network.checkpoint import load_checkpoint
+
+        known = ("postprocess", "tta_flip", "max_side", "num_threads")
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise ValueError(f"unknown Labeller option(s) {unknown}; known: {list(known)}")
+        ckpt = load_checkpoint(path)
+        opts = {k: ckpt.extra[k] for k in ("postprocess", "tta_flip", "max_side") if k in ckpt.extra}
+        opts.update(overrides)
+        return cls(ckpt.model, ckpt.classmap, **opts)
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, round_index: int | None = None, **overrides) -> "Labeller":
+        """The model of a run's best round (or of ``round_index``). Round 0 has no model: the nearest
+        later round's model is used then."""
+        from core.refine.runner import load_run
+
+        run = load_run(run_dir)
+        want = run.best_round if round_index is None else round_index
+        with_model = [r for r in run.rounds if r.checkpoint is not None]
+        if not with_model:
+            raise ValueError(f"run {run_dir} has no trained model yet (only round 0 is finished)")
+        pick = next((r for r in with_model if r.index >= want), with_model[-1])
+        if pick.index != want:
+            log.info("round %d has no model; using round %d's", want, pick.index)
+        return cls.from_checkpoint(pick.checkpoint, **overrides)
+
+    def _allowed(self, labels: Sequence[str | int] | None) -> list[int] | None:
+        if labels is None:
+            return None
+        if isinstance(labels, (str, int)):
+            labels = [labels]
+        idx = [self.classmap.index(n) if isinstance(n, str) else int(n) for n in labels]
+        return filters.allowed_classes(idx, self.classmap.num_classes)
+
+    def _finish(self, image: np.ndarray, probs: np.ndarray, allowed: list[int] | None
+                ) -> tuple[np.ndarray, float, np.ndarray]:
+        from core.postprocess import refine_mask
+
+        probs = np.asarray(probs, dtype=np.float32)
+        if allowed is not None:
+            probs = filters.consistent_probs(probs, allowed)
+        net_mask = probs.argmax(axis=0).astype(np.uint8)
+        if self.postprocess == "none":
+            mask = net_mask
+        else:
+            mask, _ = refine_mask(image, probs, self.postprocess)
+            mask = np.asarray(mask, dtype=np.uint8)
+        if allowed is not None:
+            mask = filters.consistent_mask(mask, allowed)
+        score = filters.reliability(probs, mask, net_mask, None)["score"]
+        return mask, score, probs
+
+    def label(self, image: ImageLike, labels: Sequence[str | int] | str | None = None
+              ) -> tuple[np.ndarray, float, np.ndarray]:
+        """Label one image (``(H, W, 3) uint8`` RGB array or path). ``labels``: the image's class
+        names (or indices); pixels of other classes become background. Without labels every class
+        of the class map may appear."""
+        return self.label_many([image], None if labels is None else [labels])[0]
+
+    def label_many(self, images: Iterable[ImageLike], labels: Sequence[Sequence[str | int] | str | None] | None = None,
+                   progress: Progress | None = None) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """``label`` for many images; ``labels`` is ``None`` or one entry per image (each may be ``None``)."""
+        from core.io.images import read_image
+        from core.training.predict import predict
+
+        images = list(images)
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"got {len(labels)} label entries for {len(images)} images; give one per image or None")
+        allowed = [self._allowed(None if labels is None else labels[i]) for i in range(len(images))]
+        arrays = [read_image(im) if isinstance(im, (str, os.PathLike)) else _check_image(im) for im in images]
+        out = []
+        with torch_threads(self.num_threads):
+            preds = predict(self.model, arrays, tta_flip=self.tta_flip, max_side=self.max_side)
+            for i, (img, pred) in enumerate(zip(arrays, preds)):
+                out.append(self._finish(img, pred.probs, allowed[i]))
+                if progress is not None:
+                    progress("label", i + 1, len(arrays))
+        return out
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be an (H, W, 3) uint8 RGB array or a path, got "
+                         f"{getattr(image, 'shape', type(image).__name__)} {getattr(image, 'dtype', '')}")
+    return image
+

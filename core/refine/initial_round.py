@@ -1,0 +1,99 @@
+"""Round 0: initial masks from image-level labels (``core.initial``), filtered and written."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from core import __version__
+from core.data.dataset import Dataset
+from core.refine import records as rec
+from core.refine.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+SOFT_CONFIDENCE = 0.8
+"""Probability given to a mask's own class when the initial route returns no probabilities."""
+
+
+def soft_probs(mask: np.ndarray, num_classes: int, allowed: list[int]) -> np.ndarray:
+    """``(K, H, W) float32`` from a hard mask: ``SOFT_CONFIDENCE`` on the mask's class, the rest spread
+    over the image's other allowed classes. Ignore pixels (255) get a uniform split over ``allowed``."""
+    k_allowed = len(allowed)
+    out = np.zeros((num_classes, *mask.shape), dtype=np.float32)
+    rest = (1.0 - SOFT_CONFIDENCE) / max(k_allowed - 1, 1)
+    for c in allowed:
+        out[c] = np.where(mask == c, SOFT_CONFIDENCE, rest)
+    ign = mask == 255
+    if ign.any():
+        for c in allowed:
+            out[c][ign] = 1.0 / k_allowed
+    return out
+
+
+def init_config(config: RunConfig):
+    """``core.initial.InitConfig`` from the run's ``init_options`` (seed and threads from the run)."""
+    from core.initial.config import InitConfig
+
+    opts: dict[str, Any] = {"seed": config.seed, "num_threads": config.num_threads}
+    opts.update(config.init_options)
+    return InitConfig.from_dict(opts)
+
+
+def run_initial_round(dataset: Dataset, round_path: Path, config: RunConfig, *, source: Dataset | None,
+                      progress: Progress | None) -> dict[str, Any]:
+    """Make, filter and write round 0; returns its ``seconds`` and ``provenance``."""
+    from core.initial import make_initial_masks
+
+    t0 = time.perf_counter()
+    init = make_initial_masks(dataset, route=config.init, source=source, config=init_config(config),
+                              progress=progress)
+    t_init = time.perf_counter() - t0
+    missing = [s for s in dataset.stems if s not in init.masks]
+    if missing:
+        raise ValueError(f"initial route {init.route!r} returned no mask for {len(missing)} image(s): {missing[:5]}")
+    t1 = time.perf_counter()
+    records: dict[str, rec.ImageRecord] = {}
+    k = dataset.classmap.num_classes
+    for i, s in enumerate(dataset):
+        allowed = rec.label_indices(s, dataset)
+        mask = np.asarray(init.masks[s.stem], dtype=np.uint8)
+        probs = init.probs.get(s.stem) if init.probs else None
+        if probs is None:
+            probs = soft_probs(mask, k, allowed)
+            net_mask = mask
+        else:
+            probs = np.asarray(probs, dtype=np.float32)
+            if probs.shape != (k, *mask.shape):
+                raise ValueError(f"initial probabilities of {s.stem} have shape {probs.shape}, expected {(k, *mask.shape)}")
+            net_mask = probs.argmax(axis=0).astype(np.uint8)
+        base = float(np.clip(init.scores.get(s.stem, 0.5), 0.0, 1.0))
+        records[s.stem] = rec.finish_image(round_path, s.stem, mask=mask, probs=probs, net_mask=net_mask,
+                                           allowed=allowed, previous=None, config=config, base_score=base)
+        if progress is not None:
+            progress("round 0: filter", i + 1, len(dataset))
+    rec.select_next(records, config)
+    provenance = {"route": init.route, "round": 0, "model": None, "engine": __version__,
+                  "init_info": _jsonable(init.info)}
+    rec.write_scores(round_path, records, provenance)
+    return {"seconds": {"initial": t_init, "filter": time.perf_counter() - t1}, "provenance": provenance,
+            "records": records}
+
+
+def _jsonable(info: Any) -> Any:
+    """Keep what JSON can hold of the initial route's ``info`` (numbers, strings, lists, dicts)."""
+    if isinstance(info, dict):
+        return {str(k): _jsonable(v) for k, v in info.items()}
+    if isinstance(info, (list, tuple)):
+        return [_jsonable(v) for v in info]
+    if isinstance(info, (np.integer, np.floating)):
+        return info.item()
+    if info is None or isinstance(info, (str, int, float, bool)):
+        return info
+    return repr(info)

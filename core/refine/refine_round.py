@@ -1,0 +1,142 @@
+"""Round r >= 1: train the GFN on round r-1's labels, predict, fuse, post-process, filter, write.
+
+Everything a round reads comes from round r-1's folder (masks, quantised probabilities, scores,
+weights), so a resumed run continues from exactly the inputs an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from core import __version__
+from core.data.dataset import Dataset
+from core.io.images import read_image
+from core.refine import filters, rundir
+from core.refine import records as rec
+from core.refine.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+def gfn_config(config: RunConfig, num_classes: int):
+    from core.network.config import GFNConfig
+
+    return GFNConfig.from_dict({"backbone": config.backbone, "pretrained": config.pretrained,
+                                **config.network_options, "num_classes": num_classes})
+
+
+def train_config(config: RunConfig, index: int):
+    from core.training.trainer import TrainConfig
+
+    return TrainConfig.from_dict({
+        "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr, "step_epochs": config.step_epochs,
+        "crop_size": config.crop_size, "seed": config.seed + index, "max_side": config.max_side,
+        "num_threads": config.num_threads, **config.train_options})
+
+
+def _stage(progress: Progress | None, index: int) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda stage, done, total: progress(f"round {index}: {stage}", done, total)
+
+
+def training_pairs(dataset: Dataset, prev_path: Path, records: dict[str, rec.ImageRecord],
+                   config: RunConfig) -> list[tuple[Path, np.ndarray]]:
+    """``(image path, label (H, W) uint8 with 255 = ignore)`` for the images selected to train."""
+    pairs = []
+    for s in dataset:
+        if not records[s.stem].train_next:
+            continue
+        mask = rec.previous_mask(prev_path, s.stem)
+        probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz")
+        label = filters.training_label(mask, probs, ignore_margin=config.ignore_margin,
+                                       band_fraction=config.boundary_band)
+        pairs.append((Path(s.image_path), label))
+    if not pairs:
+        raise ValueError(f"round {prev_path.name} selected no image for training")
+    return pairs
+
+
+def train_round_model(dataset: Dataset, run_dir: Path, index: int, config: RunConfig,
+                      pairs: list[tuple[Path, np.ndarray]], progress: Progress | None):
+    """Build (fresh or warm-started), train and checkpoint round ``index``'s network."""
+    from core.network.checkpoint import load_checkpoint, save_checkpoint
+    from core.network.factory import build_model
+    from core.training.trainer import train
+
+    gcfg = gfn_config(config, dataset.classmap.num_classes)
+    torch.manual_seed(config.seed + index)
+    model = build_model(gcfg)
+    prev_ckpt = rundir.round_dir(run_dir, index - 1) / "model.pt"
+    if config.warm_start and prev_ckpt.is_file():
+        model.load_state_dict(load_checkpoint(prev_ckpt).model.state_dict())
+    result = train(model, pairs, train_config(config, index), progress=_stage(progress, index))
+    if result.stopped_reason == "interrupted":  # the trainer swallows Ctrl-C; the round must not finish
+        raise KeyboardInterrupt(f"training of round {index} interrupted")
+    model.eval()
+    extra = {"run_config": config.to_dict(), "round": index, "engine": __version__,
+             "postprocess": config.postprocess, "max_side": config.max_side, "tta_flip": config.tta_flip}
+    save_checkpoint(rundir.round_dir(run_dir, index) / "model.pt", model, gcfg, dataset.classmap, extra=extra)
+    return model
+
+
+def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunConfig, *,
+                     progress: Progress | None) -> dict[str, Any]:
+    """Run round ``index`` (>= 1) into ``round_<index>/``; returns its ``seconds`` and ``provenance``."""
+    from core.postprocess import refine_mask
+    from core.training.predict import predict
+
+    prev_path = rundir.round_dir(run_dir, index - 1)
+    round_path = rundir.round_dir(run_dir, index)
+    prev_records, prev_prov = rec.read_scores(prev_path)
+    seconds: dict[str, float] = {}
+
+    t = time.perf_counter()
+    pairs = training_pairs(dataset, prev_path, prev_records, config)
+    log.info("round %d: training on %d of %d images", index, len(pairs), len(dataset))
+    model = train_round_model(dataset, run_dir, index, config, pairs, progress)
+    seconds["train"] = time.perf_counter() - t
+
+    seconds["predict"] = seconds["postprocess"] = 0.0
+    records: dict[str, rec.ImageRecord] = {}
+    paths = [Path(s.image_path) for s in dataset]
+    t = time.perf_counter()
+    preds = predict(model, paths, tta_flip=config.tta_flip, max_side=config.max_side)
+    for i, (s, pred) in enumerate(zip(dataset, preds)):
+        allowed = rec.label_indices(s, dataset)
+        net = filters.consistent_probs(np.asarray(pred.probs, dtype=np.float32), allowed)
+        prev_probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz")
+        if prev_probs.shape != net.shape:
+            raise ValueError(f"prediction for {s.stem} has shape {net.shape}, previous round {prev_probs.shape}")
+        fused = (1.0 - config.fuse) * net + config.fuse * prev_probs
+        net_mask = fused.argmax(axis=0).astype(np.uint8)
+        t_pp = time.perf_counter()
+        seconds["predict"] += t_pp - t
+        if config.postprocess == "none":
+            mask = net_mask
+        else:
+            mask, _ = refine_mask(np.array(read_image(s.image_path)), fused, config.postprocess)  # writable copy for pydensecrf
+        t = time.perf_counter()
+        seconds["postprocess"] += t - t_pp
+        records[s.stem] = rec.finish_image(round_path, s.stem, mask=np.asarray(mask, dtype=np.uint8), probs=fused,
+                                           net_mask=net_mask, allowed=allowed,
+                                           previous=rec.previous_mask(prev_path, s.stem), config=config)
+        if progress is not None:
+            progress(f"round {index}: predict", i + 1, len(dataset))
+        t = time.perf_counter()
+    if len(records) != len(dataset):
+        raise ValueError(f"prediction returned {len(records)} results for {len(dataset)} images")
+    rec.select_next(records, config)
+    provenance = {"route": prev_prov.get("route"), "round": index,
+                  "model": f"{config.backbone}/round_{index:02d}", "engine": __version__,
+                  "trained_on": len(pairs), "checkpoint": "model.pt"}
+    rec.write_scores(round_path, records, provenance)
+    return {"seconds": seconds, "provenance": provenance, "records": records}

@@ -1,0 +1,73 @@
+"""Human-facing output of a run: the per-round table and tqdm progress bars (for the CLI)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from core.refine.runner import RunResult, round_row
+
+
+def _fmt(v: Any, spec: str = ".4f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_table(result: RunResult) -> str:
+    """The per-round table: round, route, mIoU, mean image IoU, changed fraction, reliability, seconds,
+    best marker (``*`` = the chosen round; ``gt`` / ``lf`` flag the other selection when it differs)."""
+    header = ("round", "route", "mIoU", "img IoU", "changed", "reliab.", "seconds", "best")
+    rows = []
+    for info in result.rounds:
+        r = round_row(info, result.best_round)
+        marks = []
+        if r["best"]:
+            marks.append("*")
+        if result.best_round_gt == info.index and not r["best"]:
+            marks.append("gt")
+        if result.best_round_label_free == info.index and not r["best"]:
+            marks.append("lf")
+        rows.append((str(r["round"]), str(r["route"]), _fmt(r["miou"]), _fmt(r["mean_image_iou"]),
+                     _fmt(r["changed"]), _fmt(r["reliability"]), _fmt(r["seconds"], ".1f"), " ".join(marks)))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.rjust(w) if i not in (1, 7) else c.ljust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    out = [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+    sel = "label-free signal" if result.config.select_by == "label_free" else "ground-truth mIoU"
+    out.append(f"* best round {result.best_round} by {sel}; stopped: {result.stopped_reason}"
+               + (f"; best by ground truth: round {result.best_round_gt}" if result.best_round_gt is not None else "")
+               + (f"; best label-free: round {result.best_round_label_free}"
+                  if result.best_round_label_free is not None else ""))
+    return "\n".join(out)
+
+
+class ProgressBars:
+    """A ``progress(stage, done, total)`` callback drawing one tqdm bar per stage on stderr."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bar = None
+        self.stage: str | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled or stage == "rounds":
+            return
+        from tqdm import tqdm
+
+        if stage != self.stage or self.bar is None or done < self.bar.n:
+            self.close()
+            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, leave=False, dynamic_ncols=True)
+            self.stage = stage
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+            self.stage = None
+
+    def __enter__(self) -> "ProgressBars":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

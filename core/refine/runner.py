@@ -1,0 +1,255 @@
+"""``run_autolabel``: round 0 then refinement rounds into a run folder; ``load_run`` reads one back.
+
+Round r's files are written first and its ``DONE`` marker last, so an interrupted run resumes
+from its last finished round (``resume=True``) and gives the same final masks as an uninterrupted
+run. After every round the stopping rule (``core.refine.stopping``) looks at the recorded signals;
+the best round's masks are copied to ``final/masks`` and ``run.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from core import __version__
+from core.classmap import ClassMap
+from core.data.dataset import Dataset
+from core.io.atomic import atomic_path
+from core.refine import records as rec
+from core.refine import rundir, stopping
+from core.refine.config import RunConfig
+from core.refine.evaluate import evaluate_round
+
+from core.refine.threads import torch_threads
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundInfo:
+    """One finished round as recorded in its folder.
+
+    ``scores``/``changed``: per-image reliability and fraction of pixels changed against the
+    previous round (round 0: 1.0). ``metrics``: ``metrics.json`` (``gt`` = ground-truth scores or
+    ``None``, ``label_free``, ``seconds``). ``provenance``: route, round, model version.
+    ``details``: the full per-image records (area ratio, filters' verdicts, reliability parts).
+    """
+
+    index: int
+    masks_dir: Path
+    scores: dict[str, float]
+    changed: dict[str, float]
+    metrics: dict[str, Any]
+    checkpoint: Path | None
+    provenance: dict[str, Any]
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def miou(self) -> float | None:
+        gt = self.metrics.get("gt")
+        return None if not gt else gt.get("miou")
+
+    @property
+    def reliability(self) -> float | None:
+        return self.metrics.get("label_free", {}).get("reliability")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """A run folder's state. ``best_round`` follows ``config.select_by``; ``best_round_label_free``
+    and ``best_round_gt`` (``None`` without ground truth) are both recorded."""
+
+    run_dir: Path
+    config: RunConfig
+    classmap: ClassMap
+    rounds: list[RoundInfo]
+    best_round: int
+    stopped_reason: str
+    best_round_label_free: int | None = None
+    best_round_gt: int | None = None
+
+    @property
+    def final_masks_dir(self) -> Path:
+        return self.run_dir / rundir.FINAL / "masks"
+
+    def masks(self, round_index: int | None = None) -> dict[str, Path]:
+        """``{stem: mask path}`` of a round (default: the final masks = the best round's)."""
+        folder = self.final_masks_dir if round_index is None else self.round(round_index).masks_dir
+        return {p.stem: p for p in sorted(folder.glob("*.png"))}
+
+    def round(self, index: int) -> RoundInfo:
+        for r in self.rounds:
+            if r.index == index:
+                return r
+        raise ValueError(f"run {self.run_dir} has no finished round {index}; rounds: {[r.index for r in self.rounds]}")
+
+    @property
+    def dataset(self) -> Dataset:
+        """The images the run labelled (from ``dataset.json``)."""
+        return rundir.dataset_from_dict(rundir.read_json(self.run_dir / rundir.DATASET))
+
+
+def _check_dataset(dataset: Dataset) -> None:
+    if len(dataset) == 0:
+        raise ValueError("the dataset holds no images; nothing to label")
+    for s in dataset:
+        rec.label_indices(s, dataset)
+
+
+def _signals(infos: list[RoundInfo]) -> tuple[list[float | None], list[float | None], list[float | None]]:
+    """Per round: label-free signal (None for round 0), gt mIoU (None without gt), mean changed fraction."""
+    lf = [None if r.index == 0 else r.reliability for r in infos]
+    gt = [r.miou for r in infos]
+    ch = [r.metrics.get("label_free", {}).get("changed") for r in infos]
+    return lf, gt, ch
+
+
+def decide(infos: list[RoundInfo], config: RunConfig) -> tuple[str | None, int, int | None, int | None]:
+    """``(stop reason or None, best round, best label-free, best gt)`` from the rounds so far."""
+    lf, gt, ch = _signals(infos)
+    best_lf = stopping.pick_best(lf)
+    best_gt = stopping.pick_best(gt)
+    if config.select_by == "gt" and best_gt is not None:
+        reason = stopping.stop_reason(gt, min_gain=config.min_gain, patience=config.patience,
+                                      max_rounds=config.rounds)
+        best = best_gt
+    else:
+        if config.select_by == "gt":
+            log.warning("select_by='gt' but no image has ground truth; using the label-free signal")
+        reason = stopping.stop_reason(lf, min_gain=config.min_gain, patience=config.patience,
+                                      max_rounds=config.rounds, changed=ch, converged_change=config.converged_change)
+        best = best_lf if best_lf is not None else infos[-1].index
+    return reason, best, best_lf, best_gt
+
+
+def run_autolabel(dataset: Dataset, out_dir: str | Path, config: RunConfig = RunConfig(), *,
+                  source: Dataset | None = None, resume: bool = False, overwrite: bool = False,
+                  progress: Progress | None = None) -> RunResult:
+    """Label every image of ``dataset`` at pixel level from its image-level labels.
+
+    ``source``: a labelled dataset of a similar class for the transfer route. ``progress(stage,
+    done, total)`` is called per step of every stage, and ``("rounds", r, config.rounds)`` after
+    round r is finished on disk. Raises ``OutputExistsError`` if ``out_dir`` holds files and
+    neither ``resume`` nor ``overwrite`` is set, ``ValueError`` on a config differing from the
+    saved one when resuming (naming the keys) and on images without a label.
+    """
+    from core.refine.initial_round import run_initial_round
+    from core.refine.refine_round import run_refine_round
+
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    _check_dataset(dataset)
+    run_dir = Path(out_dir)
+    start = rundir.prepare(run_dir, config, dataset, resume=resume, overwrite=overwrite)
+    infos = [read_round(run_dir, r) for r in range(start)]
+    reason = decide(infos, config)[0] if infos else None
+    with torch_threads(config.num_threads):
+        index = start
+        while reason is None:
+            path = rundir.round_dir(run_dir, index)
+            if path.exists():
+                shutil.rmtree(path)
+            t0 = time.perf_counter()
+            if index == 0:
+                out = run_initial_round(dataset, path, config, source=source, progress=progress)
+            else:
+                out = run_refine_round(dataset, run_dir, index, config, progress=progress)
+            seconds = {**out["seconds"], "total": time.perf_counter() - t0}
+            metrics = {"round": index, "gt": evaluate_round(dataset, path / "masks"),
+                       "label_free": rec.summarise(out["records"]), "seconds": seconds,
+                       "n_images": len(dataset)}
+            rundir.write_json(path / "metrics.json", metrics)
+            rundir.mark_done(run_dir, index)
+            infos.append(read_round(run_dir, index))
+            _log_round(infos[-1])
+            if progress is not None:
+                progress("rounds", index, config.rounds)
+            reason = decide(infos, config)[0]
+            index += 1
+    return _finalise(run_dir, config, dataset, infos, reason)
+
+
+def _finalise(run_dir: Path, config: RunConfig, dataset: Dataset, infos: list[RoundInfo], reason: str) -> RunResult:
+    _, best, best_lf, best_gt = decide(infos, config)
+    final = run_dir / rundir.FINAL
+    if final.exists():
+        shutil.rmtree(final)
+    (final / "masks").mkdir(parents=True)
+    for src in sorted(infos[best].masks_dir.glob("*.png")):
+        with atomic_path(final / "masks" / src.name) as tmp:
+            shutil.copyfile(src, tmp)
+    summary = {
+        "engine": __version__, "finished": True, "rounds_done": [r.index for r in infos],
+        "best_round": best, "select_by": config.select_by,
+        "decided_by": "gt" if (config.select_by == "gt" and best_gt is not None) else "label_free",
+        "best_round_label_free": best_lf, "best_round_gt": best_gt, "stopped_reason": reason,
+        "classes": list(dataset.classmap.names), "n_images": len(dataset),
+        "rounds": [round_row(r, best) for r in infos],
+        "note": ("best_round follows select_by; the label-free choice never looks at ground truth, the gt "
+                 "choice is recorded for reporting"),
+    }
+    rundir.write_json(final / "run.json", summary)
+    rundir.write_json(run_dir / rundir.RUN, summary)
+    log.info("run %s: best round %d (%s), stopped: %s", run_dir, best, config.select_by, reason)
+    return RunResult(run_dir=run_dir, config=config, classmap=dataset.classmap, rounds=infos, best_round=best,
+                     stopped_reason=reason, best_round_label_free=best_lf, best_round_gt=best_gt)
+
+
+def round_row(info: RoundInfo, best: int | None = None) -> dict[str, Any]:
+    """One line of the per-round table."""
+    gt = info.metrics.get("gt") or {}
+    lf = info.metrics.get("label_free", {})
+    return {"round": info.index, "route": info.provenance.get("route"), "miou": gt.get("miou"),
+            "mean_image_iou": gt.get("mean_image_iou"), "changed": lf.get("changed"),
+            "reliability": lf.get("reliability"), "seconds": info.metrics.get("seconds", {}).get("total"),
+            "best": info.index == best}
+
+
+def read_round(run_dir: Path, index: int) -> RoundInfo:
+    """A finished round from its folder (``ValueError`` if it is not finished)."""
+    path = rundir.round_dir(run_dir, index)
+    if not rundir.is_done(run_dir, index):
+        raise ValueError(f"{path} is not a finished round (no {rundir.DONE} marker)")
+    records, provenance = rec.read_scores(path)
+    ckpt = path / "model.pt"
+    return RoundInfo(index=index, masks_dir=path / "masks", scores={s: r.score for s, r in records.items()},
+                     changed={s: (1.0 if r.changed is None else r.changed) for s, r in records.items()},
+                     metrics=rundir.read_json(path / "metrics.json"), checkpoint=ckpt if ckpt.is_file() else None,
+                     provenance=provenance, details={s: vars(r) for s, r in records.items()})
+
+
+def load_run(run_dir: str | Path) -> RunResult:
+    """Read a run folder. A run that was interrupted (no ``run.json``) is read as far as it got, with
+    ``stopped_reason="interrupted"`` and the best round chosen from the finished rounds."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist")
+    config = RunConfig.from_dict(rundir.read_json(run_dir / rundir.CONFIG))
+    dataset = rundir.dataset_from_dict(rundir.read_json(run_dir / rundir.DATASET))
+    done = rundir.finished_rounds(run_dir)
+    if not done:
+        raise ValueError(f"run folder {run_dir} has no finished round yet")
+    infos = [read_round(run_dir, r) for r in done]
+    run_json = run_dir / rundir.RUN
+    if run_json.is_file():
+        s = rundir.read_json(run_json)
+        return RunResult(run_dir=run_dir, config=config, classmap=dataset.classmap, rounds=infos,
+                         best_round=int(s["best_round"]), stopped_reason=s["stopped_reason"],
+                         best_round_label_free=s.get("best_round_label_free"), best_round_gt=s.get("best_round_gt"))
+    _, best, best_lf, best_gt = decide(infos, config)
+    return RunResult(run_dir=run_dir, config=config, classmap=dataset.classmap, rounds=infos, best_round=best,
+                     stopped_reason="interrupted", best_round_label_free=best_lf, best_round_gt=best_gt)
+
+
+def _log_round(info: RoundInfo) -> None:
+    row = round_row(info)
+    log.info("round %d (%s): mIoU %s, changed %.4f, reliability %.4f, %.1fs", row["round"], row["route"],
+             "-" if row["miou"] is None else f"{row['miou']:.4f}", row["changed"] or 0.0,
+             row["reliability"] or 0.0, row["seconds"] or 0.0)
+

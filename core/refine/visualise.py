@@ -1,0 +1,87 @@
+"""Pictures of a run: masks tinted over images (beside the ground truth) and a per-round quality plot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from core.io.atomic import atomic_path
+from core.io.images import read_image, read_mask, write_image
+
+PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60]], dtype=np.float32)
+
+
+def tint(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``(H, W, 3) uint8``: ``image`` with every foreground class of ``mask`` ``(H, W)`` tinted in its colour
+    and ignore pixels (255) greyed."""
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ in size")
+    out = image.astype(np.float32)
+    for c in np.unique(mask):
+        if c == 0:
+            continue
+        sel = mask == c
+        colour = np.array([128, 128, 128], np.float32) if c == 255 else PALETTE[1 + (int(c) - 1) % (len(PALETTE) - 1)]
+        out[sel] = (1 - alpha) * out[sel] + alpha * colour
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def overlay_pair(image: np.ndarray, mask: np.ndarray, gt: np.ndarray | None, gap: int = 4) -> np.ndarray:
+    """Tinted prediction and (if given) tinted ground truth side by side, with a white gap."""
+    panels = [tint(image, mask)]
+    if gt is not None:
+        panels.append(tint(image, gt))
+    h = image.shape[0]
+    sep = np.full((h, gap, 3), 255, np.uint8)
+    parts: list[np.ndarray] = []
+    for i, p in enumerate(panels):
+        parts += ([sep] if i else []) + [p]
+    return np.concatenate(parts, axis=1)
+
+
+def write_overlays(samples: Sequence, masks_dir: Path, out_dir: Path, *, limit: int | None = None) -> list[Path]:
+    """``out_dir/<stem>.png`` for each sample (prediction | ground truth when the sample has it)."""
+    written = []
+    for s in list(samples)[:limit]:
+        img = read_image(s.image_path)
+        pred = read_mask(Path(masks_dir) / f"{s.stem}.png")
+        gt = s.load_mask() if s.has_mask else None
+        written.append(write_image(Path(out_dir) / f"{s.stem}.png", overlay_pair(img, pred, gt)))
+    return written
+
+
+def plot_rounds(rows: Sequence[dict], path: str | os.PathLike, title: str = "quality per round") -> Path:
+    """Line plot of mIoU, mean image IoU and mean reliability per round (rows from ``round_row``)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    rounds = [r["round"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+    for key, label, style in (("miou", "mIoU (vs ground truth)", "o-"),
+                              ("mean_image_iou", "mean image IoU", "s--"),
+                              ("reliability", "mean reliability (label-free)", "^:")):
+        ys = [r.get(key) for r in rows]
+        if any(y is not None for y in ys):
+            ax.plot([x for x, y in zip(rounds, ys) if y is not None], [y for y in ys if y is not None], style,
+                    label=label)
+    best = [r["round"] for r in rows if r.get("best")]
+    if best:
+        ax.axvline(best[0], color="grey", lw=0.8, ls="--", label=f"best round ({best[0]})")
+    ax.set_xlabel("round (0 = initial masks)")
+    ax.set_xticks(rounds)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,306 @@
+"""Training the GFN on (image, mask) pairs: cross-entropy (ignore 255), SGD with step decay.
+
+Deterministic for a given seed (shuffling and augmentation are drawn from ``(seed, epoch, index)``),
+graceful on Ctrl-C (the model is rolled back to the last good state and the checkpoint on disk is
+left as it was), optional time budget, DDP under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from core.classmap import IGNORE_INDEX, ClassMap
+from core.network.checkpoint import save_checkpoint
+from core.network.config import GFNConfig
+from core.training import distributed as D
+from core.training.data import Pair, PairDataset
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Training recipe; defaults follow paper 001 (batch 8, SGD lr 0.007 /10 every 5 epochs,
+    momentum 0.9, weight decay 2e-4), adapted to CPU (crop 321, ``max_side`` 512, frozen backbone BN).
+
+    Attributes:
+        epochs: passes over the pairs.
+        step_epochs: divide the learning rate by 10 every ``step_epochs`` epochs.
+        crop_size: training crop side; smaller images are padded (padding ignored in the loss).
+        scale_range: random rescale factor range applied after ``max_side``.
+        max_side: downscale images whose longer side exceeds this before augmentation (None = never).
+        freeze_bn: keep the backbone's BatchNorm statistics fixed (eval-mode BN), as batches are small
+            on CPU. ``None`` (default) = freeze when the backbone is pretrained (``model.config.pretrained``),
+            train them for a randomly initialised backbone (whose BN statistics mean nothing yet).
+        backbone_lr_mult: learning-rate multiplier of the (pretrained) backbone parameters.
+        time_budget_s: stop after the step that exceeds this wall time (None = no limit).
+        num_threads: ``torch.set_num_threads`` for the run (None = leave as is).
+        num_workers: DataLoader worker processes (0 = load in the training process).
+        device: ``"cpu"``, ``"cuda"``, ... (None = GPU if available else CPU).
+    """
+
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 0.007
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    step_epochs: int = 5
+    crop_size: int = 321
+    scale_range: tuple[float, float] = (0.75, 1.25)
+    seed: int = 0
+    max_side: int | None = 512
+    num_threads: int | None = None
+    freeze_bn: bool | None = None
+    backbone_lr_mult: float = 1.0
+    time_budget_s: float | None = None
+    num_workers: int = 0
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, minimum: int = 1) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise ValueError(f"TrainConfig.{name} must be an int >= {minimum}, got {v!r}")
+
+        for name in ("epochs", "batch_size", "step_epochs"):
+            positive_int(name)
+        positive_int("crop_size", 16)
+        positive_int("num_workers", 0)
+        for name in ("lr", "backbone_lr_mult"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        lo, hi = self.scale_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"TrainConfig.scale_range must be (lo, hi) with 0 < lo <= hi, got {self.scale_range}")
+        if self.max_side is not None and self.max_side < 16:
+            raise ValueError(f"TrainConfig.max_side must be >= 16 or None, got {self.max_side}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"TrainConfig.time_budget_s must be > 0 or None, got {self.time_budget_s}")
+        object.__setattr__(self, "scale_range", (float(lo), float(hi)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known fields: {known}")
+        data = dict(data)
+        if "scale_range" in data:
+            data["scale_range"] = tuple(data["scale_range"])
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    """What a training run did. ``stopped_reason`` is ``"done"``, ``"time_budget"`` or ``"interrupted"``
+    (Ctrl-C: the model holds the last good state, i.e. the last epoch's weights)."""
+
+    epochs_done: int
+    iterations: int
+    losses: list[float]
+    stopped_reason: str
+    seconds: float
+    images_per_s: float
+    checkpoint: Path | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1] if self.losses else math.nan
+
+
+class _EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch (``set_epoch``), like ``DistributedSampler`` on one process."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    """``model.train()``, then backbone BatchNorm layers back to eval mode when ``freeze_bn``."""
+    model.train()
+    backbone = getattr(_unwrap(model), "backbone", None)
+    if freeze_bn and backbone is not None:
+        for m in backbone.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def _param_groups(model: nn.Module, lr: float, mult: float) -> list[dict[str, Any]]:
+    backbone = getattr(model, "backbone", None)
+    bb = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) in bb], "lr_mult": mult},
+              {"params": [p for p in params if id(p) not in bb], "lr_mult": 1.0}]
+    groups = [g for g in groups if g["params"]]
+    for g in groups:
+        g["lr"] = lr * g["lr_mult"]
+    return groups
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean per-pixel cross-entropy (eq. 5) over non-ignored pixels; 0 when all are ignored.
+
+    ``logits (N, K, H, W)``, ``target (N, H, W)`` int64 with 255 = ignore.
+    """
+    total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
+    count = (target != IGNORE_INDEX).sum().clamp(min=1)
+    return total / count
+
+
+def _num_classes(model: nn.Module, gfn_config: GFNConfig | None) -> int:
+    if gfn_config is not None:
+        return gfn_config.num_classes
+    cfg = getattr(model, "config", None)
+    if isinstance(cfg, GFNConfig):
+        return cfg.num_classes
+    raise ValueError("cannot tell the number of classes: pass gfn_config (the model has no .config)")
+
+
+def train(model: nn.Module, pairs: Sequence[Pair], config: TrainConfig = TrainConfig(), *,
+          progress: Progress | None = None, checkpoint_path: str | os.PathLike | None = None,
+          classmap: ClassMap | None = None, gfn_config: GFNConfig | None = None) -> TrainResult:
+    """Train ``model`` in place on ``pairs`` (each ``(image, mask)``, a path or an array).
+
+    Args:
+        model: a GFN (``build_model``) or any module mapping ``(N, 3, H, W) -> (N, K, H, W)``.
+        pairs: images ``(H, W, 3) uint8`` / paths and class-index masks (255 = ignore).
+        config: the recipe.
+        progress: ``progress("train", step, total_steps)`` after each step (rank 0 only).
+        checkpoint_path: write a checkpoint here after every epoch and at a time-budget stop.
+        classmap, gfn_config: stored in the checkpoint (defaults: ``model.config`` and
+            ``background, class_1, ...``).
+
+    Returns:
+        A :class:`TrainResult`. Ctrl-C does not raise: training stops, the model is restored to its
+        last good state and ``stopped_reason == "interrupted"``.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    gfn_config = gfn_config if gfn_config is not None else getattr(model, "config", None)
+    num_classes = _num_classes(model, gfn_config)
+    if checkpoint_path is not None:
+        if not isinstance(gfn_config, GFNConfig):
+            raise ValueError("checkpoint_path needs gfn_config (the model has no GFNConfig .config)")
+        if classmap is None:
+            classmap = ClassMap(("background", *[f"class_{i}" for i in range(1, num_classes)]))
+    freeze_bn = config.freeze_bn
+    if freeze_bn is None:
+        freeze_bn = bool(getattr(gfn_config, "pretrained", True))
+    torch.manual_seed(config.seed)
+    device = D.pick_device(config.device)
+    info = D.setup_distributed(device)
+    model.to(device)
+    net: nn.Module = model
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    ds = PairDataset(pairs, num_classes=num_classes, crop_size=config.crop_size,
+                     scale_range=config.scale_range, max_side=config.max_side, seed=config.seed)
+    sampler = (DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=config.seed)
+               if info.enabled else _EpochSampler(len(ds), config.seed))
+    loader = DataLoader(ds, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
+                        drop_last=False)
+    steps_per_epoch = len(loader)
+    total = steps_per_epoch * config.epochs
+    opt = torch.optim.SGD(_param_groups(model, config.lr, config.backbone_lr_mult), lr=config.lr,
+                          momentum=config.momentum, weight_decay=config.weight_decay)
+
+    last_good = copy.deepcopy(model.state_dict())
+    losses: list[float] = []
+    history: list[dict[str, Any]] = []
+    stopped, step, seen, saved = "done", 0, 0, None
+    t0 = time.perf_counter()
+    log.info("training on %d pairs: %d epochs x %d steps (batch %d, crop %d, %s%s)", len(ds), config.epochs,
+             steps_per_epoch, config.batch_size, config.crop_size, device,
+             f", {info.world_size} processes" if info.enabled else "")
+
+    def checkpoint(epoch: int, loss: float) -> None:
+        nonlocal saved
+        if checkpoint_path is not None and info.is_main:
+            saved = save_checkpoint(checkpoint_path, model, gfn_config, classmap,
+                                    extra={"epoch": epoch, "loss": loss, "train_config": config.to_dict()})
+        D.barrier(info)
+
+    try:
+        for epoch in range(config.epochs):
+            lr_epoch = config.lr * 0.1 ** (epoch // config.step_epochs)
+            for g in opt.param_groups:
+                g["lr"] = lr_epoch * g["lr_mult"]
+            ds.epoch = epoch
+            sampler.set_epoch(epoch)
+            set_train_mode(net, freeze_bn)
+            run_loss, n_batches, te = 0.0, 0, time.perf_counter()
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                loss = segmentation_loss(net(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                run_loss += float(loss.detach())
+                n_batches += 1
+                step += 1
+                seen += x.shape[0]
+                if progress is not None and info.is_main:
+                    progress("train", step, total)
+                over = config.time_budget_s is not None and time.perf_counter() - t0 > config.time_budget_s
+                if D.any_rank(over, info):
+                    stopped = "time_budget"
+                    break
+            mean_loss = run_loss / max(n_batches, 1)
+            losses.append(mean_loss)
+            history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": lr_epoch, "steps": n_batches,
+                            "seconds": round(time.perf_counter() - te, 3)})
+            log.info("epoch %d/%d: loss %.4f lr %.2g (%.1fs)", epoch + 1, config.epochs, mean_loss, lr_epoch,
+                     time.perf_counter() - te)
+            checkpoint(epoch + 1, mean_loss)
+            last_good = copy.deepcopy(model.state_dict())
+            if stopped != "done":
+                log.info("time budget of %.0fs reached after %d steps", config.time_budget_s, step)
+                break
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        model.load_state_dict(last_good)
+        log.warning("training interrupted after %d steps; model restored to its last good state%s", step,
+                    f" (checkpoint {saved})" if saved else "")
+    finally:
+        model.eval()
+    secs = time.perf_counter() - t0
+    return TrainResult(epochs_done=len(losses),
+                       iterations=step, losses=losses, stopped_reason=stopped, seconds=secs,
+                       images_per_s=seen * info.world_size / secs if secs > 0 else 0.0,
+                       checkpoint=saved, history=history)

@@ -1,0 +1,195 @@
+"""``auto_label``: run the engine on a FiftyOne view and write every round back as fields.
+
+An ordinary function (the ``auto_label`` operator only gathers its arguments): it builds the
+engine's dataset from the view (:mod:`gfn_fiftyone.convert`), registers the run on the dataset
+(:mod:`gfn_fiftyone.runs`), calls ``core.refine.runner.run_autolabel`` on a run folder kept for
+this prefix, writes each round's fields as soon as the round is finished on disk, and finally the
+best round under the prefix itself. A run that stopped half-way (status ``running`` or ``failed``)
+resumes from its last finished round when started again with the same prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from core.refine.config import RunConfig
+from gfn_fiftyone import convert, runs
+from gfn_fiftyone.naming import RunNames
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, str], None]
+"""``progress(fraction in [0, 1], label)``."""
+
+RUNS_DIR_ENV = "GFN_FIFTYONE_RUNS_DIR"
+
+
+def make_config(*, init: str = "auto", rounds: int = 3, backbone: str | None = None,
+                engine_options: Mapping[str, Any] | None = None) -> RunConfig:
+    """The engine's ``RunConfig`` from the operator's settings plus any other ``RunConfig`` fields in
+    ``engine_options`` (unknown names raise ``ValueError`` listing the known ones)."""
+    data = dict(engine_options or {})
+    data.update(init=init, rounds=int(rounds))
+    if backbone:
+        data["backbone"] = backbone
+    return RunConfig.from_dict(data)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "dataset"
+
+
+def default_run_dir(dataset, prefix: str, runs_dir: str | os.PathLike | None = None) -> Path:
+    """``<root>/<dataset name>/<prefix>`` with root = ``runs_dir``, else ``$GFN_FIFTYONE_RUNS_DIR``,
+    else ``fo.config.default_dataset_dir/gfn_runs``."""
+    import fiftyone as fo
+
+    root = runs_dir or os.environ.get(RUNS_DIR_ENV) or Path(fo.config.default_dataset_dir) / "gfn_runs"
+    return (Path(root).expanduser() / _safe(dataset.name) / prefix).resolve()
+
+
+def existing_outputs(dataset, names: RunNames) -> list[str]:
+    """Fields and evaluation keys of ``dataset`` that a run with this prefix would own."""
+    fields = names.owned(dataset.get_field_schema().keys())
+    evals = [k for k in dataset.list_evaluations() if k.startswith(f"{names.prefix}_round_")]
+    return fields + [f"evaluation {k}" for k in evals]
+
+
+def clear_outputs(dataset, names: RunNames) -> None:
+    """Delete the fields, evaluations, mask targets and run record of ``names.prefix``."""
+    for k in [k for k in dataset.list_evaluations() if k.startswith(f"{names.prefix}_round_")]:
+        dataset.delete_evaluation(k)
+    fields = names.owned(dataset.get_field_schema().keys())
+    if fields:
+        dataset.delete_sample_fields(fields)
+    targets = {f: t for f, t in dataset.mask_targets.items() if f not in fields}
+    if targets != dict(dataset.mask_targets):
+        dataset.mask_targets = targets
+        dataset.save()
+    runs.delete_run(dataset, names.run_key)
+
+
+class _Progress:
+    """Engine ``progress(stage, done, total)`` -> overall ``progress(fraction, label)``, throttled,
+    plus a hook when a round is finished on disk (stage ``"rounds"``)."""
+
+    def __init__(self, report: ProgressFn | None, rounds: int, on_round: Callable[[int], None]):
+        self.report = report
+        self.n = rounds + 1
+        self.on_round = on_round
+        self.current = 0
+        self._last = (-1.0, "", 0.0)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == "rounds":
+            self.on_round(done)
+            self.current = done + 1
+            self._emit(min(1.0, (done + 1) / self.n), f"round {done} finished", force=True)
+            return
+        m = re.match(r"round (\d+)", stage)
+        if m:
+            self.current = int(m.group(1))
+        frac = (self.current + (done / total if total else 0.0)) / self.n
+        self._emit(min(frac, 1.0), f"{stage} {done}/{total}")
+
+    def _emit(self, frac: float, label: str, force: bool = False) -> None:
+        if self.report is None:
+            return
+        last_frac, last_label, last_t = self._last
+        now = time.monotonic()
+        if force or frac - last_frac >= 0.01 or now - last_t >= 2.0:
+            self._last = (frac, label, now)
+            self.report(frac, label)
+
+
+def round_row(info) -> dict[str, Any]:
+    """One round of a ``RunResult`` as a JSON-ready row for the stored run and the panel."""
+    gt = info.metrics.get("gt") or {}
+    lf = info.metrics.get("label_free") or {}
+    return {"round": info.index, "route": info.provenance.get("route"), "miou": gt.get("miou"),
+            "per_class_iou": gt.get("per_class_iou"), "mean_image_iou": gt.get("mean_image_iou"),
+            "changed": lf.get("changed"), "reliability": lf.get("reliability"),
+            "seconds": (info.metrics.get("seconds") or {}).get("total")}
+
+
+def write_round(dataset, target: convert.Target, names: RunNames, info) -> None:
+    """The three fields of one finished round."""
+    masks = {p.stem: p for p in sorted(Path(info.masks_dir).glob("*.png"))}
+    convert.write_masks_field(dataset, names.round(info.index), masks, target.ids, target.classmap)
+    convert.write_float_field(dataset, names.reliability(info.index), info.scores, target.ids)
+    changed = info.changed if info.index > 0 else {s: None for s in info.scores}
+    convert.write_float_field(dataset, names.changed(info.index), changed, target.ids)
+
+
+def auto_label(collection, *, output_prefix: str = "gfn", label_field: str | None = None,
+               label: str | None = None, gt_field: str | None = None, config: RunConfig | None = None,
+               overwrite: bool = False, skip_missing: bool = False, runs_dir: str | os.PathLike | None = None,
+               progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Label the samples of ``collection`` (a dataset or view) at pixel level; see the module docstring.
+
+    Raises ``ValueError`` naming the fields when outputs of ``output_prefix`` exist and neither
+    ``overwrite`` is set nor an unfinished run of that prefix can be resumed, and
+    :class:`convert.TargetProblems` listing unusable samples unless ``skip_missing``.
+    Returns a JSON-ready summary (prefix, run folder, rounds, best round, fields written, skipped).
+    """
+    from core.refine.runner import load_run, run_autolabel
+
+    config = config or RunConfig()
+    names = RunNames(output_prefix)
+    dataset = collection._root_dataset
+    record = runs.load_record(dataset, names.run_key) if names.run_key in runs.list_runs(dataset) else None
+    resume = bool(record and record.status != runs.COMPLETED and not overwrite)
+    if not resume and not overwrite:
+        existing = existing_outputs(dataset, names)
+        if record is not None or existing:
+            raise ValueError(
+                f"output_prefix {output_prefix!r} is taken on dataset '{dataset.name}' "
+                f"({'a finished run; ' if record else ''}existing: {existing or [names.run_key]}); "
+                f"pass overwrite=True to replace it, or choose another output_prefix")
+    run_dir = record.run_dir if (resume and record and str(record.run_dir)) else default_run_dir(
+        dataset, output_prefix, runs_dir)
+
+    target = convert.build_target(collection, label_field=label_field, label=label, gt_field=gt_field,
+                                  skip_missing=skip_missing)
+    if overwrite:
+        clear_outputs(dataset, names)
+    settings = {"prefix": output_prefix, "run_dir": str(run_dir), "label_field": label_field, "label": label,
+                "gt_field": gt_field, "classes": list(target.classmap.names), "engine": config.to_dict(),
+                "n_samples": len(target.dataset), "skipped": sorted(target.skipped)[:100],
+                "n_skipped": len(target.skipped)}
+    runs.start_run(collection, names.run_key, settings)
+    log.info("%s run %r on %d samples of '%s' into %s", "resuming" if resume else "starting", output_prefix,
+             len(target.dataset), dataset.name, run_dir)
+
+    def on_round(index: int) -> None:
+        write_round(dataset, target, names, load_run(run_dir).round(index))
+
+    can_resume = resume and (Path(run_dir) / "config.json").is_file()
+    try:
+        result = run_autolabel(target.dataset, run_dir, config, resume=can_resume, overwrite=not can_resume,
+                               progress=_Progress(progress, config.rounds, on_round))
+        for info in result.rounds:
+            write_round(dataset, target, names, info)
+        best = result.round(result.best_round)
+        final = {p.stem: p for p in sorted(result.final_masks_dir.glob("*.png"))}
+        convert.write_masks_field(dataset, names.best, final, target.ids, target.classmap)
+        convert.write_float_field(dataset, names.best_reliability, best.scores, target.ids)
+    except BaseException as exc:
+        runs.set_status(dataset, names.run_key, runs.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    rows = [round_row(r) for r in result.rounds]
+    fields = [names.best, names.best_reliability] + [f for r in result.rounds for f in names.round_fields(r.index)]
+    runs.save_results(dataset, names.run_key, rounds=rows, best_round=result.best_round,
+                      best_round_label_free=result.best_round_label_free, best_round_gt=result.best_round_gt,
+                      stopped_reason=result.stopped_reason, fields=fields)
+    runs.set_status(dataset, names.run_key, runs.COMPLETED, error=None)
+    if progress is not None:
+        progress(1.0, f"done: best round {result.best_round}")
+    return {"prefix": output_prefix, "run_dir": str(run_dir), "rounds": [r.index for r in result.rounds],
+            "best_round": result.best_round, "stopped_reason": result.stopped_reason, "fields": fields,
+            "n_samples": len(target.dataset), "skipped": target.skipped, "resumed": can_resume}

@@ -1,0 +1,163 @@
+"""The only module of the backend that calls the engine in ``core``.
+
+- :meth:`Engine.label`: a trained model (``core.refine.apply.Labeller``) on one image.
+- :meth:`Engine.initial`: ``core.initial.initial_mask_for_image`` before any model is trained,
+  and for interactive prompts (box, clicks).
+- :meth:`Engine.train`: one refinement round's training (``core.training.trainer.train``) on
+  human masks and pseudo-labels, with the recipe of ``core.refine.config.RunConfig``.
+
+Heavy imports (torch) happen inside the methods, so importing the app stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from core.classmap import ClassMap
+
+from labelstudio_backend.prompts import Prompt
+from labelstudio_backend.settings import BackendSettings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What one training round produced."""
+
+    checkpoint: Path
+    seconds: float
+    n_human: int
+    n_pseudo: int
+    epochs: int
+    final_loss: float | None
+
+
+class Engine:
+    """Engine calls with per-process caching of loaded models (thread-safe)."""
+
+    def __init__(self, settings: BackendSettings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._labellers: dict[Path, Any] = {}
+
+    # -- configuration -------------------------------------------------------------------------
+    def run_config(self):
+        """The refinement recipe used for the backend's rounds (engine defaults + settings)."""
+        from core.refine.config import RunConfig
+
+        s = self.settings
+        changes: dict[str, Any] = {"backbone": s.backbone, "warm_start": True, "num_threads": s.torch_threads}
+        if s.pretrained is not None:
+            changes["pretrained"] = s.pretrained
+        if s.train_epochs is not None:
+            changes["epochs"] = s.train_epochs
+        if s.train_max_side is not None:
+            changes["max_side"] = s.train_max_side
+        return RunConfig.from_dict(changes)
+
+    # -- inference -----------------------------------------------------------------------------
+    def labeller(self, checkpoint: Path):
+        """The ``Labeller`` of ``checkpoint``, loaded once per process."""
+        from core.refine.apply import Labeller
+
+        checkpoint = Path(checkpoint)
+        with self._lock:
+            lab = self._labellers.get(checkpoint)
+            if lab is None:
+                t0 = time.perf_counter()
+                lab = Labeller.from_checkpoint(checkpoint, num_threads=self.settings.torch_threads)
+                # keep only the newest model of each project in memory
+                for old in [p for p in self._labellers if p.parent.parent == checkpoint.parent.parent]:
+                    del self._labellers[old]
+                self._labellers[checkpoint] = lab
+                log.info("loaded %s in %.1fs (classes %s)", checkpoint, time.perf_counter() - t0,
+                         list(lab.classmap.foreground))
+        return lab
+
+    def label(self, checkpoint: Path, image: np.ndarray, labels: Sequence[str] | None
+              ) -> tuple[np.ndarray, float, ClassMap]:
+        """``(mask (H, W) uint8 in the model's class indices, score, the model's class map)``."""
+        lab = self.labeller(checkpoint)
+        mask, score, _ = lab.label(image, list(labels) if labels else None)
+        return mask, float(score), lab.classmap
+
+    def label_many(self, checkpoint: Path, images: Sequence[Path], labels: Sequence[Sequence[str] | None]
+                   ) -> list[tuple[np.ndarray, float]]:
+        lab = self.labeller(checkpoint)
+        out = lab.label_many(list(images), [list(x) if x else None for x in labels])
+        return [(m, float(s)) for m, s, _ in out]
+
+    def initial(self, image: np.ndarray, class_index: int, num_classes: int, *, prompt: Prompt | None = None,
+                route: str | None = None) -> tuple[np.ndarray, float]:
+        """``initial_mask_for_image``: values ``{0, class_index}`` and a reliability score."""
+        from core.initial import initial_mask_for_image
+
+        box = points = None
+        if prompt is not None and not prompt.empty:
+            box = prompt.box
+            points = [(x, y, 1 if positive else 0) for x, y, positive in prompt.points] or None
+            route = "grabcut"
+        mask, score = initial_mask_for_image(image, int(class_index), route=route or self.settings.init_route,
+                                             box=box, points=points, num_classes=num_classes)
+        return np.asarray(mask, dtype=np.uint8), float(score)
+
+    # -- training ------------------------------------------------------------------------------
+    def pseudo_training_label(self, mask: np.ndarray) -> np.ndarray:
+        """A pseudo-label as the engine trains on it (an ignore band around its boundaries)."""
+        from core.refine import filters
+
+        cfg = self.run_config()
+        return filters.training_label(mask, None, ignore_margin=0.0, band_fraction=cfg.boundary_band)
+
+    def train(self, pairs: Sequence[tuple[Path, np.ndarray]], classmap: ClassMap, *, out_path: Path,
+              warm_start: Path | None, n_human: int, round_index: int, progress: Progress | None = None
+              ) -> TrainOutcome:
+        """Train a GFN on ``pairs`` (image path, class-index mask with 255 = ignore); save to ``out_path``.
+
+        Warm-starts from ``warm_start`` when its class map equals ``classmap``.
+        """
+        import torch
+
+        from core import __version__
+        from core.network.checkpoint import load_checkpoint, save_checkpoint
+        from core.network.factory import build_model
+        from core.refine.refine_round import gfn_config, train_config
+        from core.training.trainer import train
+
+        if not pairs:
+            raise ValueError("nothing to train on: no human masks and no pseudo-labels yet")
+        cfg = self.run_config()
+        gcfg = gfn_config(cfg, classmap.num_classes)
+        torch.manual_seed(cfg.seed + round_index)
+        model = build_model(gcfg)
+        if warm_start is not None and Path(warm_start).is_file():
+            prev = load_checkpoint(warm_start)
+            if prev.classmap == classmap and prev.config.backbone == gcfg.backbone:
+                model.load_state_dict(prev.model.state_dict())
+                log.info("warm start from %s", warm_start)
+            else:
+                log.info("not warm-starting: classes %s -> %s", list(prev.classmap.names), list(classmap.names))
+        t0 = time.perf_counter()
+        result = train(model, list(pairs), train_config(cfg, round_index), progress=progress)
+        if result.stopped_reason == "interrupted":
+            raise RuntimeError("training was interrupted")
+        model.eval()
+        extra = {"run_config": cfg.to_dict(), "round": round_index, "engine": __version__,
+                 "postprocess": cfg.postprocess, "max_side": cfg.max_side, "tta_flip": cfg.tta_flip,
+                 "source": "labelstudio", "n_human": n_human, "n_pseudo": len(pairs) - n_human}
+        save_checkpoint(out_path, model, gcfg, classmap, extra=extra)
+        return TrainOutcome(
+            checkpoint=Path(out_path), seconds=time.perf_counter() - t0, n_human=n_human,
+            n_pseudo=len(pairs) - n_human, epochs=result.epochs_done,
+            final_loss=float(result.losses[-1]) if result.losses else None,
+        )

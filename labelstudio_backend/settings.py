@@ -1,0 +1,166 @@
+"""``BackendSettings``: every knob of the ML backend, read once from the environment.
+
+The API key and the basic-auth password are kept out of ``repr`` so that logging a settings
+object never leaks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_MODEL_DIR = Path(os.environ.get("GFN_CACHE", "~/.cache/gfn-autolabel")).expanduser() / "labelstudio-models"
+
+# environment variable -> settings field
+ENV_VARS: dict[str, str] = {
+    "LABEL_STUDIO_URL": "label_studio_url",
+    "LABEL_STUDIO_API_KEY": "api_key",
+    "MODEL_DIR": "model_dir",
+    "ALLOWED_HOSTS": "allowed_hosts",
+    "LOCAL_ROOTS": "local_roots",
+    "MAX_IMAGE_BYTES": "max_image_bytes",
+    "MAX_IMAGE_PIXELS": "max_image_pixels",
+    "BASIC_AUTH_USER": "basic_auth_user",
+    "BASIC_AUTH_PASS": "basic_auth_pass",
+    "LABEL_KEYS": "label_keys",
+    "TRAIN_EVERY": "train_every",
+    "TRAIN_EPOCHS": "train_epochs",
+    "TRAIN_MAX_SIDE": "train_max_side",
+    "BACKBONE": "backbone",
+    "PRETRAINED": "pretrained",
+    "INIT_ROUTE": "init_route",
+    "PSEUDO_MIN_SCORE": "pseudo_min_score",
+    "FETCH_TIMEOUT": "fetch_timeout",
+    "TORCH_THREADS": "torch_threads",
+    "THREADS": "threads",
+}
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.replace(";", ",").split(",") if v.strip())
+
+
+def _bool(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r}: expected true/false (or 1/0, yes/no)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendSettings:
+    """Configuration of the ML backend (see ``docs/LABELSTUDIO.md`` for the environment variables).
+
+    Attributes:
+        label_studio_url: base URL of Label Studio (``LABEL_STUDIO_URL``), used to fetch
+            ``/data/upload/...`` and ``/data/local-files/?d=...`` images with the API key.
+        api_key: Label Studio API token (``LABEL_STUDIO_API_KEY``), sent as
+            ``Authorization: Token <key>`` to Label Studio only; never logged.
+        model_dir: root of the per-project folders (``MODEL_DIR/<project>/...``).
+        allowed_hosts: other hosts whose ``http(s)`` image URLs may be fetched; ``*.example.com``
+            matches sub-domains (those must resolve to public addresses).
+        local_roots: folders inside which task values that are local paths may be read.
+        max_image_bytes, max_image_pixels: limits on one fetched image.
+        basic_auth_user, basic_auth_pass: when both are set, every route needs HTTP basic auth.
+        label_keys: task-data keys holding an image-level label (first present wins).
+        train_every: start a refinement round after this many new annotations (0 = only when
+            Label Studio asks for training).
+        train_epochs, train_max_side: training overrides (``None`` = the engine's defaults).
+        backbone, pretrained: the GFN built for a project's first training.
+        init_route: initial-mask route for single images before any model is trained.
+        pseudo_min_score: pseudo-labels below this reliability are left out of training.
+        fetch_timeout: seconds for one image download.
+        torch_threads: torch intra-op threads per worker (``None`` = torch's default).
+        threads: request threads per worker for the blocking routes (``None`` = 40, anyio's default).
+    """
+
+    label_studio_url: str = ""
+    api_key: str = field(default="", repr=False)
+    model_dir: Path = DEFAULT_MODEL_DIR
+    allowed_hosts: tuple[str, ...] = ()
+    local_roots: tuple[Path, ...] = ()
+    max_image_bytes: int = 32 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    basic_auth_user: str = ""
+    basic_auth_pass: str = field(default="", repr=False)
+    label_keys: tuple[str, ...] = ("label", "class")
+    train_every: int = 0
+    train_epochs: int | None = None
+    train_max_side: int | None = None
+    backbone: str = "mobilenet_v2"
+    pretrained: bool | None = None
+    init_route: str = "grabcut"
+    pseudo_min_score: float = 0.0
+    fetch_timeout: float = 20.0
+    torch_threads: int | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        url = self.label_studio_url.strip().rstrip("/")
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"LABEL_STUDIO_URL={url!r}: expected an http:// or https:// URL")
+        object.__setattr__(self, "label_studio_url", url)
+        object.__setattr__(self, "model_dir", Path(self.model_dir).expanduser())
+        object.__setattr__(self, "local_roots", tuple(Path(p).expanduser().resolve() for p in self.local_roots))
+        object.__setattr__(self, "allowed_hosts", tuple(h.lower() for h in self.allowed_hosts))
+        for name in ("max_image_bytes", "max_image_pixels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_every < 0:
+            raise ValueError(f"TRAIN_EVERY must be >= 0 (0 = only on START_TRAINING), got {self.train_every}")
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
+            raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+        if not self.label_keys:
+            raise ValueError("LABEL_KEYS must name at least one task-data key")
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        return (self.basic_auth_user, self.basic_auth_pass) if self.basic_auth_user else None
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "BackendSettings":
+        """From field names; unknown keys are refused with the list of known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown backend setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "BackendSettings":
+        """Read the variables of :data:`ENV_VARS`; ``overrides`` (field names) win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, name in ENV_VARS.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            values[name] = _parse(var, name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(values)
+
+
+def _parse(var: str, name: str, raw: str) -> Any:
+    if name in ("allowed_hosts", "label_keys"):
+        return _split(raw)
+    if name == "local_roots":
+        return tuple(Path(p) for p in _split(raw.replace(os.pathsep, ",")))
+    if name == "pretrained":
+        return _bool(var, raw)
+    if name in ("max_image_bytes", "max_image_pixels", "train_every", "train_epochs", "train_max_side",
+                "torch_threads", "threads"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{var}={raw!r}: expected an integer") from None
+    if name in ("pseudo_min_score", "fetch_timeout"):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{var}={raw!r}: expected a number") from None
+    return raw

@@ -1,0 +1,153 @@
+"""The round loop end to end on a tiny example: run folder, resume == uninterrupted, refusals, Labeller."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.data.dataset import Sample
+from core.data.example import make_example
+from core.io.atomic import OutputExistsError
+from core.io.images import image_size, read_mask
+from core.refine import rundir
+from core.refine.config import RunConfig
+from core.refine.runner import load_run, run_autolabel
+
+CLASSES = ("ellipse", "star")
+
+TINY = RunConfig(init="grabcut", init_options={"coarse": "centre", "work_size": 48}, rounds=2, epochs=1,
+                 batch_size=4, pretrained=False, crop_size=48, max_side=None, num_threads=2,
+                 network_options={"aspp_channels": 16, "low_channels": 8})
+"""Seconds per run on CPU: no network for round 0, a narrow random-init GFN, one epoch per round."""
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    return make_example(tmp_path_factory.mktemp("ex"), n=6, size=48, classes=CLASSES)
+
+
+@pytest.fixture(scope="module")
+def finished(example, tmp_path_factory):
+    """An uninterrupted run (shared by several tests; they must not modify it)."""
+    return run_autolabel(example, tmp_path_factory.mktemp("runs") / "full", TINY)
+
+
+def _mask_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
+
+
+def test_round_loop_writes_the_run_folder(finished, example):
+    run = finished.run_dir
+    assert (run / "config.json").is_file() and (run / "dataset.json").is_file() and (run / "run.json").is_file()
+    assert [r.index for r in finished.rounds] == [0, 1, 2]
+    for r in finished.rounds:
+        d = rundir.round_dir(run, r.index)
+        for name in ("scores.json", "metrics.json", "DONE"):
+            assert (d / name).is_file(), f"{d / name} missing"
+        assert (r.checkpoint is None) == (r.index == 0)
+        assert sorted(r.scores) == sorted(example.stems)
+        assert all(0.0 <= v <= 1.0 for v in r.scores.values())
+        assert all(0.0 <= v <= 1.0 for v in r.changed.values())
+        assert r.metrics["gt"]["miou"] is not None and 0 <= r.metrics["gt"]["miou"] <= 1
+        assert r.provenance["round"] == r.index and r.provenance["route"] == "grabcut"
+        for s in example:
+            m = read_mask(r.masks_dir / f"{s.stem}.png")
+            assert m.shape == image_size(s.image_path)
+            own = example.classmap.index(s.labels[0])
+            assert set(np.unique(m)) <= {0, own}, "category consistency: only the image's own class"
+    summary = json.loads((run / "run.json").read_text())
+    assert summary["best_round"] == finished.best_round
+    assert summary["select_by"] == "label_free" and "best_round_gt" in summary
+    assert _mask_bytes(finished.final_masks_dir) == _mask_bytes(finished.round(finished.best_round).masks_dir)
+    again = load_run(run)
+    assert again.best_round == finished.best_round and again.config == TINY
+    assert [r.index for r in again.rounds] == [0, 1, 2]
+
+
+def test_resume_after_interruption_gives_the_same_masks(finished, example, tmp_path):
+    out = tmp_path / "resumed"
+
+    def stop_after_round_1(stage, done, total):
+        if stage == "rounds" and done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_autolabel(example, out, TINY, progress=stop_after_round_1)
+    assert rundir.finished_rounds(out) == [0, 1] and not (out / "run.json").exists()
+    assert load_run(out).stopped_reason == "interrupted"
+
+    def stop_inside_round_2(stage, done, total):
+        if stage == "round 2: predict" and done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # a half-written round must be redone, not trusted
+        run_autolabel(example, out, TINY, resume=True, progress=stop_inside_round_2)
+    assert rundir.finished_rounds(out) == [0, 1]
+    resumed = run_autolabel(example, out, TINY, resume=True)
+    assert resumed.best_round == finished.best_round
+    for r in (1, 2):
+        assert _mask_bytes(resumed.round(r).masks_dir) == _mask_bytes(finished.round(r).masks_dir)
+    assert _mask_bytes(resumed.final_masks_dir) == _mask_bytes(finished.final_masks_dir)
+
+
+def test_refuses_to_overwrite_and_to_resume_with_another_config(finished, example):
+    with pytest.raises(OutputExistsError, match="overwrite"):
+        run_autolabel(example, finished.run_dir, TINY)
+    with pytest.raises(ValueError, match=r"differing keys: \['epochs', 'postprocess'\]"):
+        run_autolabel(example, finished.run_dir, TINY.replace(epochs=2, postprocess="none"), resume=True)
+    with pytest.raises(ValueError, match="not both"):
+        run_autolabel(example, finished.run_dir, TINY, resume=True, overwrite=True)
+
+
+def test_resume_of_a_finished_run_does_no_work(finished, example, monkeypatch):
+    import core.refine.refine_round as rr
+
+    monkeypatch.setattr(rr, "run_refine_round", lambda *a, **k: pytest.fail("a finished round was re-run"))
+    before = _mask_bytes(finished.final_masks_dir)
+    again = run_autolabel(example, finished.run_dir, TINY, resume=True)
+    assert again.best_round == finished.best_round
+    assert _mask_bytes(again.final_masks_dir) == before
+
+
+def test_overwrite_replaces_only_the_run_files(example, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "round_07").mkdir()
+    with pytest.raises(OutputExistsError):
+        run_autolabel(example, out, TINY.replace(rounds=0))
+    res = run_autolabel(example, out, TINY.replace(rounds=0), overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "round_07").exists()
+    assert res.best_round == 0 and res.stopped_reason == "max rounds"
+
+
+def test_bad_inputs_name_the_problem(example, tmp_path):
+    s0 = example.samples[0]
+    unlabelled = example.with_samples([Sample(stem=s0.stem, image_path=s0.image_path), *example.samples[1:]])
+    with pytest.raises(ValueError, match=rf"{s0.image_path.name} has no image-level label"):
+        run_autolabel(unlabelled, tmp_path / "a", TINY)
+    with pytest.raises(ValueError, match="no images"):
+        run_autolabel(example.with_samples([]), tmp_path / "b", TINY)
+    with pytest.raises(TypeError, match="RunConfig"):
+        run_autolabel(example, tmp_path / "c", {"rounds": 1})
+
+
+def test_labeller_applies_a_round_model(finished, example):
+    from core.refine.apply import Labeller
+
+    lab = Labeller.from_checkpoint(finished.round(2).checkpoint)
+    img = example.samples[1].load_image()
+    mask, score, probs = lab.label(img, ["star"])
+    assert mask.shape == img.shape[:2] and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, example.classmap.index("star")}
+    assert 0.0 <= score <= 1.0
+    assert probs.shape == (3, *img.shape[:2]) and np.allclose(probs.sum(0), 1.0, atol=1e-4)
+    many = lab.label_many([s.image_path for s in example.samples[:3]], progress=lambda *a: None)
+    assert len(many) == 3 and all(m.shape == (48, 48) for m, _, _ in many)
+    with pytest.raises(KeyError, match="unknown class 'horse'"):
+        lab.label(img, ["horse"])
+    with pytest.raises(ValueError, match="one per image"):
+        lab.label_many([img, img], [["star"]])
+    assert Labeller.from_run(finished.run_dir).classmap == example.classmap
