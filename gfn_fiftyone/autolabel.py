@@ -153,6 +153,9 @@ def auto_label(collection, *, output_prefix: str = "gfn", label_field: str | Non
                 f"pass overwrite=True to replace it, or choose another output_prefix")
     run_dir = record.run_dir if (resume and record and str(record.run_dir)) else default_run_dir(
         dataset, output_prefix, runs_dir)
+    if not resume and not overwrite and Path(run_dir).is_dir() and any(Path(run_dir).iterdir()):
+        raise ValueError(f"run folder {run_dir} for output_prefix {output_prefix!r} already holds files (from an "
+                         f"earlier dataset of the same name?); pass overwrite=True, or another runs_dir")
 
     target = convert.build_target(collection, label_field=label_field, label=label, gt_field=gt_field,
                                   skip_missing=skip_missing)

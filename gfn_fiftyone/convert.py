@@ -279,6 +279,10 @@ def write_masks_field(dataset, field_name: str, masks: Mapping[str, Path], ids: 
 
 
 def write_float_field(dataset, field_name: str, values: Mapping[str, float | None], ids: Mapping[str, str]) -> None:
-    """Write one float per stem to ``field_name``."""
+    """Write one float per stem to ``field_name`` (declared as a FloatField, so all-None values work)."""
+    import fiftyone as fo
+
+    if dataset.get_field(field_name) is None:
+        dataset.add_sample_field(field_name, fo.FloatField)
     data = {ids[s]: (None if v is None else float(v)) for s, v in values.items() if s in ids}
     dataset.set_values(field_name, data, key_field="id")

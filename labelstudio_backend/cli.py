@@ -90,6 +90,8 @@ def _serve_gunicorn(args: argparse.Namespace) -> None:
 
     class Server(BaseApplication):
         def load_config(self) -> None:
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1: no shared ~/.gunicorn socket
+                options["control_socket_disable"] = True
             for key, value in options.items():
                 self.cfg.set(key, value)
 

@@ -99,3 +99,23 @@ def test_bad_inputs_give_one_clear_line(example, tmp_path, capsys):
     assert "zebra" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nowhere"), "--to", "png"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_demo_writes_table_coco_overlays_and_plot(tmp_path, monkeypatch, capsys):
+    import core.cli.demo_cmd as demo
+    from core.refine.config import RunConfig
+
+    def tiny(rounds, seed):  # the real demo settings take minutes; the wiring is what is tested here
+        return RunConfig(init="grabcut", init_options={"coarse": "centre", "work_size": 48}, rounds=rounds, epochs=1,
+                         batch_size=4, pretrained=False, crop_size=48, max_side=None, seed=seed,
+                         network_options={"aspp_channels": 16, "low_channels": 8})
+
+    monkeypatch.setattr(demo, "demo_config", tiny)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n", "3", "--size", "48", "--rounds", "1", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "mIoU" in text and "COCO JSON" in text and "quality plot" in text
+    assert (out / "labels_coco.json").is_file() and (out / "quality.png").is_file()
+    assert len(list((out / "overlays").glob("*.png"))) == 3
+    assert main(["demo", "--out", str(out), "--n", "3", "--size", "48", "--rounds", "1", "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err

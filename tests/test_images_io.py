@@ -149,3 +149,12 @@ def test_atomic_write_refuses_overwrite_and_leaves_no_temp(tmp_path):
             raise RuntimeError("boom")
     assert p.read_text() == "one"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+
+    p = write_text_atomic(tmp_path / "perm.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask

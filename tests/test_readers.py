@@ -286,3 +286,15 @@ def test_voc_without_labelmap_uses_voc_classes(example):
     got = load_dataset(voc)
     assert got.classmap.num_classes == 21 and got.classmap.names[13] == "horse"
     assert got.by_stem()["star_0001"].labels == ("bicycle",)  # index 2 in the VOC names
+
+
+def test_coco_with_given_class_map_reindexes(example):
+    root, ds = example
+    out = export_masks(_masks(ds), ds, root / "annotations.json", to="coco")
+    order = ClassMap.from_names(["ring", "ellipse", "star", "extra"])
+    got = read_coco_dataset(out, root / "images", classes=order)
+    assert got.classmap == order
+    m, ref = got.by_stem()["ring_0002"].load_mask(), ds.by_stem()["ring_0002"].load_mask()
+    np.testing.assert_array_equal(m, np.where(ref == 3, 1, 0))
+    with pytest.raises(ValueError, match="annotations.json.*'star'"):
+        read_coco_dataset(out, root / "images", classes=ClassMap.from_names(["ring", "ellipse"]))

@@ -6,10 +6,13 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 from core.data.checks import build_dataset, check_samples
 from core.data.classes import ClassesArg, load_classes
 from core.data.dataset import Dataset, Sample
 from core.formats.coco_file import CocoFile, CocoImage, parse_coco
+from core.formats.remap import remap_table
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +43,17 @@ def read_coco_dataset(json_path: str | os.PathLike, images: str | os.PathLike | 
     root = coco_image_root(coco, images)
     cmap = coco.classmap
     given = load_classes(classes)
-    remap = None
+    lut = None
     if given is not None and given != cmap:
-        missing = [n for n in cmap.foreground if n not in given.names]
-        if missing:
-            raise ValueError(f"{coco.path}: categories {missing} are not in the given class map {list(given.names)}")
-        remap = [given.index(n) for n in cmap.names]
+        try:
+            lut = remap_table(cmap, given)
+        except ValueError as exc:
+            raise ValueError(f"{coco.path}: {exc}") from None
         cmap = given
 
-    def mask_fn(im: CocoImage):
+    def mask_fn(im: CocoImage) -> np.ndarray:
         m = coco.mask(im)
-        if remap is not None:
-            import numpy as np
-
-            lut = np.arange(256, dtype=np.uint8)
-            lut[: len(remap)] = remap
-            m = lut[m]
-        return m
+        return m if lut is None else lut[m]
 
     samples, sizes = [], {}
     for stem, im in zip(coco.stems(), coco.images):

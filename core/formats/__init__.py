@@ -43,6 +43,8 @@ def export_masks(masks: Mapping[str, MaskLike], dataset: Dataset | ClassMap, dst
     """
     if to not in FORMATS:
         raise ValueError(f"unknown mask format {to!r}; choose one of {list(FORMATS)}")
+    if not masks:
+        raise ValueError("no masks to write")
     if polygons and to != "coco":
         raise ValueError(f"polygons apply to COCO output only, not to {to!r}")
     if to == "coco":

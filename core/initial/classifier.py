@@ -89,7 +89,7 @@ class TrainedCAM:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
             log.debug("CAM classifier epoch %d/%d: loss %.4f", ep + 1, self.epochs, total / n)
             if progress:
                 progress("cam-classifier", ep + 1, self.epochs)

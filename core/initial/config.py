@@ -86,9 +86,9 @@ class InitConfig:
     # --- simple-to-complex (route otsu)
     simple_stems: tuple[str, ...] | None = None
     """User's list of simple-background images; ``None`` picks them automatically."""
-    simple_border_std: float = 12.0
+    simple_border_std: float = 5.0
     """Maximum colour spread (mean Lab std) of the image border for a simple image."""
-    simple_separability: float = 0.75
+    simple_separability: float = 0.8
     """Minimum Otsu between-class / total variance ratio for a simple image."""
     simple_min: int = 4
     """At least this many simple images are used (the most simple ones if too few pass)."""

@@ -75,3 +75,10 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def sync_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank, so all end identical."""
+    if info.enabled:
+        for b in model.buffers():
+            dist.broadcast(b, src=0)

@@ -287,6 +287,7 @@ def train(model: nn.Module, pairs: Sequence[Pair], config: TrainConfig = TrainCo
                             "seconds": round(time.perf_counter() - te, 3)})
             log.info("epoch %d/%d: loss %.4f lr %.2g (%.1fs)", epoch + 1, config.epochs, mean_loss, lr_epoch,
                      time.perf_counter() - te)
+            D.sync_buffers(model, info)
             checkpoint(epoch + 1, mean_loss)
             last_good = copy.deepcopy(model.state_dict())
             if stopped != "done":

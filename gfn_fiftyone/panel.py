@@ -1,0 +1,125 @@
+"""The ``gfn_runs`` panel: the dataset's auto-labelling runs, their quality per round, and actions.
+
+Lists every run (status, rounds, best round, mIoU), plots mIoU per round for runs with ground
+truth (the engine's report or ``evaluate_rounds``) and the fraction of changed pixels per round
+for every run (the label-free signal), and offers buttons that open the operators' forms.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from gfn_fiftyone import runs as gfn_runs
+
+log = logging.getLogger(__name__)
+
+PLUGIN = "@gfn-autolabel/gfn"
+
+
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def run_summary(record: gfn_runs.RunRecord) -> dict[str, Any]:
+    """One table row and the per-round series of a stored run."""
+    rounds = sorted(record.rounds, key=lambda r: r["round"])
+    xs = [r["round"] for r in rounds]
+    evals = record.evaluations
+    miou = [(evals.get(str(k)) or {}).get("miou", r.get("miou")) for k, r in zip(xs, rounds)]
+    changed = [r.get("changed") for r in rounds]
+    best = record.best_round
+    best_miou = miou[xs.index(best)] if best in xs else None
+    settings = record.settings
+    return {
+        "row": {"run": record.key, "status": record.status, "rounds": len(xs), "best_round": _fmt(best, "d"),
+                "best_miou": _fmt(best_miou), "samples": settings.get("n_samples"),
+                "labels": settings.get("label_field") or settings.get("label") or "",
+                "gt": settings.get("gt_field") or ""},
+        "x": xs, "miou": miou, "changed": changed,
+    }
+
+
+def collect(dataset) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(table rows, mIoU traces, changed-fraction traces)`` for every run of ``dataset``."""
+    rows, miou_traces, changed_traces = [], [], []
+    for key in gfn_runs.list_runs(dataset):
+        try:
+            s = run_summary(gfn_runs.load_record(dataset, key))
+        except Exception as exc:  # a damaged run must not hide the others
+            log.warning("cannot read run %r: %s", key, exc)
+            continue
+        rows.append(s["row"])
+        if any(v is not None for v in s["miou"]):
+            miou_traces.append({"type": "scatter", "mode": "lines+markers", "name": key, "x": s["x"],
+                                "y": s["miou"]})
+        if any(v is not None for v in s["changed"]):
+            changed_traces.append({"type": "scatter", "mode": "lines+markers", "name": key, "x": s["x"],
+                                   "y": s["changed"]})
+    return rows, miou_traces, changed_traces
+
+
+def _layout(title: str, ytitle: str) -> dict[str, Any]:
+    return {"title": {"text": title}, "xaxis": {"title": {"text": "round"}, "dtick": 1},
+            "yaxis": {"title": {"text": ytitle}}, "height": 260, "margin": {"l": 50, "r": 10, "t": 40, "b": 40}}
+
+
+class RunsPanel(foo.Panel):
+    """Auto-labelling runs of the current dataset."""
+
+    @property
+    def config(self) -> foo.PanelConfig:
+        return foo.PanelConfig(name="gfn_runs", label="GFN auto-labelling runs", icon="auto_fix_high",
+                               help_markdown="Runs of `@gfn-autolabel/gfn/auto_label` on this dataset: quality per "
+                                             "round and actions.")
+
+    def on_load(self, ctx) -> None:
+        if ctx.dataset is None:
+            ctx.panel.state.runs = []
+            return
+        rows, miou, changed = collect(ctx.dataset)
+        ctx.panel.state.runs = rows
+        ctx.panel.state.has_miou = bool(miou)
+        ctx.panel.state.has_changed = bool(changed)
+        ctx.panel.data.miou_plot = miou
+        ctx.panel.data.changed_plot = changed
+
+    def on_change_dataset(self, ctx) -> None:
+        self.on_load(ctx)
+
+    def refresh(self, ctx) -> None:
+        self.on_load(ctx)
+
+    def render(self, ctx) -> types.Property:
+        panel = types.Object()
+        rows = ctx.panel.state.runs or []
+        panel.md(f"### Auto-labelling runs ({len(rows)})", name="title")
+        actions = panel.h_stack("actions", gap=1, align_x="left")
+        actions.btn("auto_label", label="Auto-label…", icon="auto_fix_high", variant="contained",
+                    on_click=f"{PLUGIN}/auto_label", prompt=True)
+        actions.btn("evaluate", label="Evaluate rounds…", icon="query_stats", variant="outlined",
+                    on_click=f"{PLUGIN}/evaluate_rounds", prompt=True, disabled=not rows)
+        actions.btn("export", label="Export…", icon="download", variant="outlined",
+                    on_click=f"{PLUGIN}/export_labels", prompt=True, disabled=not rows)
+        actions.btn("apply", label="Apply model…", icon="model_training", variant="outlined",
+                    on_click=f"{PLUGIN}/apply_model", prompt=True, disabled=not rows)
+        actions.btn("refresh", label="Refresh", icon="refresh", variant="outlined", on_click=self.refresh)
+        if not rows:
+            panel.md("No run yet: press **Auto-label…** to label this dataset's images at pixel level "
+                     "from their image-level labels.", name="empty")
+        else:
+            table = types.TableView()
+            for col, label in (("run", "Run"), ("status", "Status"), ("rounds", "Rounds"),
+                               ("best_round", "Best round"), ("best_miou", "mIoU (best)"),
+                               ("samples", "Samples"), ("labels", "Labels"), ("gt", "Ground truth")):
+                table.add_column(col, label=label)
+            panel.list("runs", types.Object(), view=table, label="Runs")
+            if ctx.panel.state.has_miou:
+                panel.plot("miou_plot", layout=_layout("mIoU per round", "mIoU"), config={"displayModeBar": False})
+            if ctx.panel.state.has_changed:
+                panel.plot("changed_plot", layout=_layout("Changed pixels per round (label-free)", "fraction"),
+                           config={"displayModeBar": False})
+        return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=2))
