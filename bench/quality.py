@@ -84,7 +84,31 @@ def per_image_seconds(result) -> dict:
     return {k: round(v, 3) for k, v in out.items()}
 
 
-def run_setting(name: str, data: Path, out: Path, overrides: dict, limit: int | None, resume: bool) -> dict:
+INIT_KEYS = ("init", "init_options", "seed", "num_threads")
+"""RunConfig keys that decide round 0: a round 0 may be reused between runs that agree on them."""
+
+
+def seed_round0(run_dir: Path, donor: Path, config, dataset) -> None:
+    """Start ``run_dir`` from ``donor``'s finished round 0 (tuning the refinement without redoing it)."""
+    import shutil
+
+    from core.refine import rundir
+    from core.refine.config import RunConfig
+
+    theirs = RunConfig.from_dict(rundir.read_json(donor / rundir.CONFIG))
+    diff = [k for k in config.differences(theirs) if k in INIT_KEYS]
+    if diff:
+        raise SystemExit(f"--reuse-init {donor}: round 0 was made with different {diff}")
+    if not rundir.is_done(donor, 0):
+        raise SystemExit(f"--reuse-init {donor}: round 0 is not finished there")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    rundir.prepare(run_dir, config, dataset, resume=False, overwrite=False)
+    shutil.copytree(rundir.round_dir(donor, 0), rundir.round_dir(run_dir, 0))
+
+
+def run_setting(name: str, data: Path, out: Path, overrides: dict, limit: int | None, resume: bool,
+                reuse_init: Path | None = None) -> dict:
     from core.refine.config import RunConfig
     from core.refine.report import format_table
     from core.refine.runner import round_row, run_autolabel
@@ -96,8 +120,13 @@ def run_setting(name: str, data: Path, out: Path, overrides: dict, limit: int | 
           f"{', source ' + str(len(source)) + ' ecssd images' if source else ''}", flush=True)
     print(f"settings: {json.dumps(config.to_dict())}", flush=True)
     t0 = time.perf_counter()
+    if reuse_init is not None:
+        seed_round0(out / name, reuse_init / name, config, ds)
+        resume = True
+    cpu0 = time.process_time()
     res = run_autolabel(ds, out / name, config, source=source, resume=resume, overwrite=not resume)
     secs = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     print(format_table(res), flush=True)
     rows = [round_row(r, res.best_round) for r in res.rounds]
     mious = [r["miou"] for r in rows]
@@ -106,7 +135,7 @@ def run_setting(name: str, data: Path, out: Path, overrides: dict, limit: int | 
     report = {
         "setting": name, "n_images": len(ds), "config": config.to_dict(), "rounds": rows,
         "best_round": res.best_round, "best_round_gt": res.best_round_gt, "stopped": res.stopped_reason,
-        "final_miou": final, "round0_miou": mious[0], "best_miou": best_gt, "seconds": secs,
+        "final_miou": final, "round0_miou": mious[0], "best_miou": best_gt, "seconds": secs, "cpu_seconds": cpu,
         "seconds_per_image": per_image_seconds(res),
         "checks": {
             "target": {"want": TARGETS[name], "got": final, "ok": final is not None and final >= TARGETS[name]},
@@ -117,7 +146,8 @@ def run_setting(name: str, data: Path, out: Path, overrides: dict, limit: int | 
     }
     if name in TIME_LIMIT_S and not limit:
         report["checks"]["time"] = {"want_s": TIME_LIMIT_S[name], "got_s": secs, "ok": secs <= TIME_LIMIT_S[name]}
-    print(f"seconds per image per stage (all rounds): {report['seconds_per_image']}; total {secs:.0f}s")
+    print(f"seconds per image per stage (all rounds): {report['seconds_per_image']}; total {secs:.0f}s wall, "
+          f"{cpu:.0f}s CPU (wall on an idle 2-core machine is about CPU / 2; other jobs share this one)")
     for k, c in report["checks"].items():
         print(f"check {k}: {'OK ' if c['ok'] else 'MISS'} {json.dumps({a: b for a, b in c.items() if a != 'ok'})}")
     return report
@@ -131,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="first N images only (a quick check, not the benchmark)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="RunConfig overrides (JSON values)")
     p.add_argument("--resume", action="store_true", help="resume the runs in OUT instead of starting again")
+    p.add_argument("--reuse-init", type=Path, metavar="OUT",
+                   help="take round 0 from an earlier benchmark output (tuning only; its time is then not counted)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -138,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     print(f"machine: {json.dumps(info)}", flush=True)
     overrides = parse_sets(args.set)
-    reports = [run_setting(n, args.data, args.out, overrides, args.limit, args.resume) for n in args.settings]
+    reports = [run_setting(n, args.data, args.out, overrides, args.limit, args.resume, args.reuse_init)
+               for n in args.settings]
     print("\n=== summary (route x round: mIoU / mean image IoU)")
     for rep in reports:
         cells = "  ".join(f"r{r['round']}: {r['miou']:.3f}/{r['mean_image_iou']:.3f}{'*' if r['best'] else ''}"

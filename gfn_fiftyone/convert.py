@@ -197,22 +197,23 @@ def build_target(collection, *, label_field: str | None = None, label: str | Non
         gt_paths = collection.values(f"{gt_field}.mask_path")
         gt_present = [x is not None for x in collection.values(f"{gt_field}.id")]
 
-    problems: dict[str, str] = {}
-    for path, labs in zip(paths, labels):
+    bad: dict[int, str] = {}
+    for i, (path, labs) in enumerate(zip(paths, labels)):
         why = _media_problem(path)
         if why is None and not labs and labels_required:
             why = f"no label in {label_field!r}"
         if why is not None:
-            problems[path] = why
-    readable = [p for p in paths if p not in problems]
+            bad[i] = why
+    readable = sorted({p for i, p in enumerate(paths) if i not in bad})
     try:
         check_images(readable)
     except ImageReadError as exc:
-        problems.update(exc.failures)
+        bad.update({i: exc.failures[p] for i, p in enumerate(paths) if p in exc.failures and i not in bad})
+    problems = {paths[i]: why for i, why in sorted(bad.items())}
     if problems and not skip_missing:
         raise TargetProblems(problems)
 
-    keep = [i for i, p in enumerate(paths) if p not in problems]
+    keep = [i for i in range(len(paths)) if i not in bad]
     if not keep:
         raise ValueError(f"none of the {len(paths)} samples can be labelled (e.g. {next(iter(problems.items()))})")
     if classmap is None:

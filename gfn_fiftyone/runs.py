@@ -76,7 +76,7 @@ def save_results(dataset, key: str, **results: Any) -> None:
     current = _results_dict(dataset, key)
     current.update(results)
     res = dataset.init_run_results(key, **current)
-    dataset.save_run_results(key, res, overwrite=True, cache=False)
+    dataset.save_run_results(key, res, overwrite=True, cache=True)
 
 
 def _results_dict(dataset, key: str) -> dict[str, Any]:

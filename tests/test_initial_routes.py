@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from core.classmap import ClassMap
-from core.data.dataset import Dataset, Sample
+from core.data.dataset import Dataset
 from core.data.example import make_example
 from core.initial import ROUTES, InitConfig, InitialResult, initial_mask_for_image, make_initial_masks
 
 # small CNN inputs and few epochs keep the whole file to seconds on 2 CPU cores
-FAST = InitConfig(cam_size=128, cam_flip=False, classifier_epochs=8, num_threads=1, crf_iters=3)
+FAST = InitConfig(cam_size=192, cam_flip=False, classifier_epochs=8, num_threads=1, crf_iters=3)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -29,8 +29,9 @@ def example(tmp_path_factory) -> Dataset:
 @pytest.fixture(scope="module")
 def single_class(tmp_path_factory) -> Dataset:
     """The example's ellipses only, relabelled as one class ``horse`` (ImageNet CAM path)."""
-    ds = make_example(tmp_path_factory.mktemp("ex1"), n=6, size=64, classes=("horse",))
-    return ds
+    ds = make_example(tmp_path_factory.mktemp("ex1"), n=6, size=64, classes=("ellipse",))
+    samples = [dataclasses.replace(s, labels=("horse",)) for s in ds]
+    return Dataset(samples=tuple(samples), classmap=ClassMap.from_names(["horse"]))
 
 
 def check_result(res: InitialResult, ds: Dataset) -> None:
@@ -124,7 +125,7 @@ def test_voc_and_imagenet_mappings():
 
 def test_transfer_from_source_dataset(example, tmp_path):
     pytest.importorskip("core.training.trainer")
-    src = make_example(tmp_path / "src", n=6, size=64, seed=3, classes=("blob",))
+    src = make_example(tmp_path / "src", n=6, size=64, seed=3, classes=("star",))
     cfg = dataclasses.replace(FAST, gfn={"pretrained": False, "aspp_channels": 16, "low_channels": 8},
                               train={"epochs": 1, "batch_size": 3, "crop_size": 48}, predict_flip=False)
     res = make_initial_masks(example, route="transfer", source=src, config=cfg)

@@ -11,7 +11,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from core.classmap import ClassMap
 from core.data.dataset import Dataset
 from core.initial.common import (check_labels, fg_to_probs, image_classes, keep_classes, margin_confidence,
                                  onehot, resize_longest, resize_mask, resize_probs, torch_threads)

@@ -59,11 +59,13 @@ def initial_mask_for_image(image: np.ndarray, class_index: int, route: str = "gr
         raise ValueError(f"class_index must be an int in 1..{num_classes - 1}, got {class_index!r}")
     if box is not None and len(box) != 4:
         raise ValueError(f"box must be (x0, y0, x1, y1), got {box!r}")
+    h, w = image.shape[:2]
     if points is not None:
         for p in points:
             if len(p) != 3:
                 raise ValueError(f"points must be (x, y, label) triples, got {p!r}")
-    h, w = image.shape[:2]
+            if not (0 <= float(p[0]) < w and 0 <= float(p[1]) < h):
+                raise ValueError(f"point ({p[0]}, {p[1]}) lies outside the image of size {w}x{h}")
     work = resize_longest(image, config.work_size)
     s = work.shape[1] / w
     wbox = None if box is None else tuple(float(v) * s for v in box)

@@ -97,6 +97,9 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
     prev_path = rundir.round_dir(run_dir, index - 1)
     round_path = rundir.round_dir(run_dir, index)
     prev_records, prev_prov = rec.read_scores(prev_path)
+    for r in prev_records.values():  # the filters' verdicts follow this run's settings
+        r.in_area = filters.area_ok(r.area_ratio, config.area_min, config.area_max)
+    rec.select_next(prev_records, config)
     seconds: dict[str, float] = {}
 
     t = time.perf_counter()
