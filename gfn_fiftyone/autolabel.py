@@ -151,7 +151,7 @@ def auto_label(collection, *, output_prefix: str = "gfn", label_field: str | Non
                 f"output_prefix {output_prefix!r} is taken on dataset '{dataset.name}' "
                 f"({'a finished run; ' if record else ''}existing: {existing or [names.run_key]}); "
                 f"pass overwrite=True to replace it, or choose another output_prefix")
-    run_dir = record.run_dir if (resume and record and str(record.run_dir)) else default_run_dir(
+    run_dir = record.run_dir if (resume and record.run_dir is not None) else default_run_dir(
         dataset, output_prefix, runs_dir)
     if not resume and not overwrite and Path(run_dir).is_dir() and any(Path(run_dir).iterdir()):
         raise ValueError(f"run folder {run_dir} for output_prefix {output_prefix!r} already holds files (from an "

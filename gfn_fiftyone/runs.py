@@ -25,7 +25,7 @@ class RunRecord:
     """What the dataset knows about one run (config + results merged)."""
 
     key: str
-    run_dir: Path
+    run_dir: Path | None
     status: str
     settings: dict[str, Any]
     rounds: list[dict[str, Any]] = field(default_factory=list)
@@ -46,10 +46,6 @@ class RunRecord:
 def list_runs(dataset) -> list[str]:
     """Keys of the auto-labelling runs on ``dataset``."""
     return dataset.list_runs(method=RUN_METHOD)
-
-
-def has_run(dataset, key: str) -> bool:
-    return key in dataset.list_runs() and key in list_runs(dataset)
 
 
 def start_run(collection, key: str, settings: dict[str, Any]) -> None:
@@ -96,7 +92,7 @@ def load_record(dataset, key: str) -> RunRecord:
     info = dataset.get_run_info(key)
     cfg = {k: v for k, v in vars(info.config).items() if not k.startswith("_")}
     res = _results_dict(dataset, key)
-    return RunRecord(key=key, run_dir=Path(cfg.get("run_dir", "")), status=cfg.get("status", "unknown"),
+    return RunRecord(key=key, run_dir=Path(cfg["run_dir"]) if cfg.get("run_dir") else None, status=cfg.get("status", "unknown"),
                      settings=cfg, rounds=list(res.get("rounds") or []), best_round=res.get("best_round"),
                      stopped_reason=res.get("stopped_reason"), evaluations=dict(res.get("evaluations") or {}),
                      timestamp=info.timestamp)

@@ -234,6 +234,8 @@ def create_app(settings: BackendSettings | None = None, *, engine: Engine | None
 
     @app.get("/versions")
     async def versions(request: Request):
+        """Model versions of a project. Label Studio 1.23 sends no project here: with a single project
+        under MODEL_DIR that one is meant; otherwise 404 makes Label Studio show its own version."""
         try:
             data = await _json(request)
         except ValueError as exc:
@@ -243,7 +245,14 @@ def create_app(settings: BackendSettings | None = None, *, engine: Engine | None
         def run():
             from labelstudio_backend.store import ProjectStore
 
-            store = ProjectStore(settings.model_dir, project_id_from(project))
+            if project:
+                pid = project_id_from(project)
+            else:
+                known = sorted(p.name for p in settings.model_dir.iterdir() if (p / "classes.json").exists())
+                if len(known) != 1:
+                    return _error(404, f"say which project (?project=<id>); projects: {known}")
+                pid = known[0]
+            store = ProjectStore(settings.model_dir, pid)
             names = [v["model_version"] for v in store.versions()]
             return {"versions": names or [store.model_version()], "model_version": store.model_version()}
 
@@ -281,6 +290,14 @@ def _authorised(header: str, expected: tuple[str, str]) -> bool:
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for uvicorn/gunicorn workers (``labelstudio_backend.app:create_app_from_env``)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Factory for uvicorn/gunicorn workers (``labelstudio_backend.app:create_app_from_env``).
+
+    Logging level from ``LOG_LEVEL`` (default info)."""
+    import os
+
+    level = getattr(logging, os.environ.get("LOG_LEVEL", "info").upper(), logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)
     return create_app(BackendSettings.from_env())

@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     for var, value in (("MODEL_DIR", args.model_dir), ("LABEL_STUDIO_URL", args.label_studio_url),
                        ("ALLOWED_HOSTS", args.allowed_hosts),
-                       ("THREADS", None if args.threads is None else str(args.threads))):
+                       ("THREADS", None if args.threads is None else str(args.threads)),
+                       ("LOG_LEVEL", args.log_level)):
         if value is not None:
             os.environ[var] = value  # workers read their settings from the environment
     try:

@@ -9,9 +9,12 @@ photographs it with headless Chromium:
 * ``fiftyone_grid.png``: the grid showing one round's masks (``<prefix>_round_<k>``);
 * ``fiftyone_panel.png``: the ``gfn_runs`` panel (runs table, mIoU and changed pixels per round).
 
-Needs Debian's ``chromium`` (``apt-get install -y chromium``). The grid shot uses Chromium's own
-``--screenshot``; the panel shot too (the panel is opened through ``session.spaces``, no clicking).
-Unless ``--default-db`` is given, FiftyOne runs on a temporary database, plugins folder and run
+Needs Debian's ``chromium`` (``apt-get install -y chromium``). With ``playwright-core`` from npm
+(``npm install playwright-core`` in a folder outside the repo; pass ``--node-modules
+<folder>/node_modules`` or set ``NODE_PATH``) the shots are taken by ``scripts/fiftyone_shot.js``,
+which also keeps the App's first-visit promotion popover away; without it, by Chromium's own
+``--screenshot``. The grid shows the round's field as the only active one; the panel is opened
+through ``session.spaces`` (no clicking). Unless ``--default-db`` is given, FiftyOne runs on a temporary database, plugins folder and run
 folder, so the user's datasets are not touched.
 """
 
@@ -31,9 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("fiftyone_screenshots")
 
-ENGINE = {"init_options": {"coarse": "centre", "work_size": 96}, "epochs": 2, "batch_size": 4, "pretrained": False,
-          "crop_size": 80, "max_side": 96, "num_threads": 2, "postprocess": "none"}
-"""Engine settings small enough to run in about a minute on 2 CPU cores."""
+ENGINE = {"init_options": {"coarse": "centre", "work_size": 96}, "epochs": 4, "crop_size": 80, "max_side": 96,
+          "num_threads": 2}
+"""Engine defaults, sized for 96 px images (a few minutes on 2 CPU cores); ImageNet weights are used
+when torchvision's file is cached, else a random-init network."""
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -51,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium", help="Chromium binary")
     p.add_argument("--budget", type=int, default=25000, help="Chromium virtual time budget in ms (default 25000)")
     p.add_argument("--window", default="1400,900", help="window size W,H (default 1400,900)")
+    p.add_argument("--node-modules", default=os.environ.get("NODE_PATH", ""),
+                   help="node_modules folder holding playwright-core (default $NODE_PATH); empty: plain Chromium")
     p.add_argument("--default-db", action="store_true", help="use FiftyOne's configured database instead of a "
                                                                "temporary one")
     return p.parse_args(argv)
@@ -93,13 +99,16 @@ def build_dataset(tmp: Path, args: argparse.Namespace):
                               gt=fo.Segmentation(mask_path=str(s.mask_path))) for s in example])
     ds.mask_targets = {"gt": example.classmap.to_dict()}
     ds.save()
+    from core.network.backbones import weights_file
+
     t0 = time.perf_counter()
+    engine = {**ENGINE, "pretrained": weights_file("mobilenet_v2").is_file()}
     params = {"label_field": "ground_truth", "init": "grabcut", "rounds": args.rounds, "output_prefix": "gfn",
-              "gt_field": "gt", "engine_options": ENGINE}
+              "gt_field": "gt", "engine_options": engine}
     summary = foo.execute_operator("@gfn-autolabel/gfn/auto_label", ctx={"dataset": ds, "params": params}).result
     log.info("auto_label: rounds %s, best %s in %.0fs", summary["rounds"], summary["best_round"],
              time.perf_counter() - t0)
-    quick = dict(params, output_prefix="otsu_only", init="otsu", rounds=0)
+    quick = dict(params, output_prefix="round0_only", rounds=0)
     foo.execute_operator("@gfn-autolabel/gfn/auto_label", ctx={"dataset": ds, "params": quick})
     foo.execute_operator("@gfn-autolabel/gfn/evaluate_rounds",
                          ctx={"dataset": ds, "params": {"output_prefix": "gfn", "gt_field": "gt"}})
@@ -117,20 +126,31 @@ def wait_for(url: str, timeout: float = 120.0) -> None:
     raise TimeoutError(f"the App did not answer at {url} within {timeout:.0f}s")
 
 
+def _playwright(node_modules: str) -> bool:
+    return bool(node_modules) and (Path(node_modules) / "playwright-core").is_dir() and shutil.which("node") is not None
+
+
 def screenshot(args: argparse.Namespace, url: str, out: Path) -> Path:
-    """One headless Chromium screenshot of ``url`` into ``out``."""
+    """One screenshot of ``url`` into ``out``: playwright-core when available, else Chromium's ``--screenshot``."""
     if not Path(args.chromium).is_file():
         raise FileNotFoundError(f"Chromium not found at {args.chromium}; install it with "
                                 f"'apt-get update && apt-get install -y chromium' or pass --chromium")
-    profile = tempfile.mkdtemp(prefix="gfn_chromium_")
-    try:
-        cmd = [args.chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={args.window}",
-               f"--virtual-time-budget={args.budget}", f"--screenshot={out}", url]
-        subprocess.run(cmd, check=True, timeout=180, capture_output=True)
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    w, h = args.window.split(",")
+    if _playwright(args.node_modules):
+        cmd = ["node", str(ROOT / "scripts" / "fiftyone_shot.js"), url, str(out), "--chromium", args.chromium,
+               "--size", f"{w}x{h}", "--wait", str(min(args.budget, 15000))]
+        subprocess.run(cmd, check=True, timeout=240, env={**os.environ, "NODE_PATH": args.node_modules})
+    else:
+        log.info("playwright-core not found (--node-modules); using Chromium --screenshot")
+        profile = tempfile.mkdtemp(prefix="gfn_chromium_")
+        try:
+            cmd = [args.chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={w},{h}",
+                   f"--virtual-time-budget={args.budget}", f"--screenshot={out}", url]
+            subprocess.run(cmd, check=True, timeout=180, capture_output=True)
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
     if not out.is_file():
-        raise RuntimeError(f"Chromium wrote no screenshot to {out}")
+        raise RuntimeError(f"no screenshot was written to {out}")
     log.info("wrote %s", out)
     return out
 
@@ -146,20 +166,21 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     ds, summary = build_dataset(tmp, args)
     k = summary["best_round"] if args.grid_round is None else args.grid_round
-    session = fo.launch_app(ds, port=args.port, address="127.0.0.1", remote=True, auto=False)
+    url = f"http://127.0.0.1:{args.port}/"
+    grid_view = ds.select_fields([f"gfn_round_{k}"])
+    ds.app_config.active_fields = fo.ActiveFields(paths=[f"gfn_round_{k}"])
+    ds.save()
+    panel_space = fo.Space(children=[fo.Panel(type="gfn_runs", pinned=True)], orientation="horizontal")
     try:
-        url = f"http://127.0.0.1:{args.port}/"
-        wait_for(url)
-        session.view = ds.select_fields([f"gfn_round_{k}"])
-        session.color_scheme = fo.ColorScheme(opacity=0.6)
-        time.sleep(2)
-        screenshot(args, url, out_dir / "fiftyone_grid.png")
-        session.view = None
-        session.spaces = fo.Space(children=[fo.Panel(type="gfn_runs", pinned=True)], orientation="horizontal")
-        time.sleep(2)
-        screenshot(args, url, out_dir / "fiftyone_panel.png")
+        for name, kwargs in (("fiftyone_grid.png", {"view": grid_view}), ("fiftyone_panel.png", {"spaces": panel_space})):
+            session = fo.launch_app(ds, port=args.port, address="127.0.0.1", remote=True, auto=False,
+                                    color_scheme=fo.ColorScheme(opacity=0.6), **kwargs)
+            try:
+                wait_for(url)
+                screenshot(args, url, out_dir / name)
+            finally:
+                session.close()
     finally:
-        session.close()
         if not args.default_db:
             ds.delete()
         shutil.rmtree(tmp, ignore_errors=True)

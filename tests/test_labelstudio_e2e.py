@@ -58,14 +58,16 @@ def test_label_studio_end_to_end(tmp_path):
     ls = LabelStudioServer(tmp_path)  # raises (test fails) when the venv is missing
     t0 = time.perf_counter()
     ls.start()
-    log.info("Label Studio up in %.1fs", time.perf_counter() - t0)
+    print(f"\nLabel Studio up in {time.perf_counter() - t0:.1f}s")
     api = LabelStudioAPI(ls.url, ls.token)
     backend = BackendServer(tmp_path, {
         "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token, "MODEL_DIR": str(tmp_path / "models"),
         "TRAIN_EPOCHS": "2", "TRAIN_MAX_SIDE": "96", "TORCH_THREADS": "1",
     }, workers=2)
     try:
+        t0 = time.perf_counter()
         backend.start()
+        print(f"backend up in {time.perf_counter() - t0:.1f}s")
         project = api.create_project("gfn-autolabel e2e", brush_config(prompts=True))
         api.upload(project, [s.image_path for s in ds])
         tasks = api.tasks(project)
@@ -78,7 +80,9 @@ def test_label_studio_end_to_end(tmp_path):
         assert ml["model_version"] == "gfn-initial"
 
         # 1. predictions of the initial route, checked against the ground truth
+        t0 = time.perf_counter()
         out = api.retrieve_predictions(project)
+        print(f"{N_IMAGES} predictions retrieved in {time.perf_counter() - t0:.1f}s")
         assert out.get("processed_items") == N_IMAGES, out
         ious = {}
         for t in tasks:
@@ -126,11 +130,13 @@ def test_label_studio_end_to_end(tmp_path):
             assert np.array_equal(read_mask(human_dir / f"{tid}.png"), gt_mask)
 
         # 4. training started from Label Studio; a new model version is served by every worker
+        t0 = time.perf_counter()
         api.train(ml["id"])
-        versions = wait_until(lambda: [v for v in api.versions(ml["id"]) if v != "gfn-initial"], 600,
-                              "a trained model version", interval=2, on_fail=backend.log_tail)
-        new_version = versions[-1]
-        print(f"trained model version {new_version}")
+        # Label Studio asks the backend (/setup) for its model version whenever the ML backend is read
+        new_version = wait_until(lambda: (v := api.backend(ml["id"])["model_version"]) != "gfn-initial" and v,
+                                 600, "a trained model version", interval=3, on_fail=backend.log_tail)
+        print(f"trained model version {new_version} after {time.perf_counter() - t0:.1f}s")
+        assert api.versions(ml["id"]) == [new_version]
         out = api.retrieve_predictions(project)
         assert api.backend(ml["id"])["model_version"] == new_version
         trained_ious = []
