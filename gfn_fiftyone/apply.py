@@ -60,8 +60,8 @@ def apply_model(collection, output_prefix: str, output_field: str, *, round_inde
     classmap = ClassMap(tuple(record.classes))
     target = convert.build_target(collection, label_field=label_field, skip_missing=skip_missing,
                                   classmap=classmap, labels_required=False)
-    labeller, k = load_labeller(record.run_dir, round_index)
-    out_dir = Path(record.run_dir) / "applied" / output_field
+    labeller, k = load_labeller(record.folder, round_index)
+    out_dir = record.folder / "applied" / output_field
     samples = list(target.dataset)
     masks, scores = {}, {}
     for start in range(0, len(samples), BATCH):

@@ -51,10 +51,10 @@ def export_labels(dataset, output_prefix: str, *, round_index: int | str | None 
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format {fmt!r} is unknown; choose one of {list(EXPORT_FORMATS)}")
     record = runs.load_record(dataset, RunNames(output_prefix).run_key)
-    run = load_run(record.run_dir)
+    run = load_run(record.folder)
     k = resolve_round(run, round_index)
     masks = {p.stem: p for p in sorted(Path(run.round(k).masks_dir).glob("*.png"))}
-    dst = Path(dst).expanduser() if dst else default_destination(Path(record.run_dir), fmt, k, polygons)
+    dst = Path(dst).expanduser() if dst else default_destination(record.folder, fmt, k, polygons)
     written = export_masks(masks, run.dataset, dst, to=fmt, polygons=polygons, overwrite=overwrite)
     log.info("exported round %d of run %r (%d masks) as %s to %s", k, output_prefix, len(masks), fmt, written)
     return {"path": str(written), "round": k, "format": fmt, "n_images": len(masks)}

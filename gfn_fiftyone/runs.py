@@ -39,6 +39,13 @@ class RunRecord:
         return RunNames(self.key)
 
     @property
+    def folder(self) -> Path:
+        """The run folder; ``ValueError`` if the record has none (a run that never started)."""
+        if self.run_dir is None:
+            raise ValueError(f"run {self.key!r} has no run folder recorded (status {self.status})")
+        return self.run_dir
+
+    @property
     def classes(self) -> list[str]:
         return list(self.settings.get("classes") or [])
 

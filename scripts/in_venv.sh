@@ -6,5 +6,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$(bash "$ROOT/scripts/setup_env.sh" --print-venv)"
 export PATH="$VENV/bin:$PATH" VIRTUAL_ENV="$VENV"
 export FIFTYONE_DO_NOT_TRACK=true
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 cd "$ROOT"
 exec "$@"
