@@ -64,7 +64,8 @@ def collect(dataset) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[d
 
 def _layout(title: str, ytitle: str) -> dict[str, Any]:
     return {"title": {"text": title}, "xaxis": {"title": {"text": "round"}, "dtick": 1},
-            "yaxis": {"title": {"text": ytitle}}, "height": 260, "margin": {"l": 50, "r": 10, "t": 40, "b": 40}}
+            "yaxis": {"title": {"text": ytitle}}, "height": 260, "showlegend": True,
+            "legend": {"orientation": "h", "y": -0.25}, "margin": {"l": 50, "r": 10, "t": 40, "b": 40}}
 
 
 class RunsPanel(foo.Panel):

@@ -94,6 +94,7 @@ class TrainingJobs:
         classmap = store.load_classes()
         if classmap is None:
             raise ValueError(f"project {store.project_id} has no class map yet (no /setup or /predict received)")
+        store.take_pending()  # annotations arriving from now on count towards the next round
         human = store.human_ids()
         pairs: list[tuple[Path, np.ndarray]] = []
         for tid in human:
@@ -127,7 +128,6 @@ class TrainingJobs:
         refreshed = self._refresh_pseudo(store, out, classmap, version, set(human))
         store.set_current(version, out, classmap.names, trained_at=time.time(), n_human=n_human, n_pseudo=n_pseudo,
                           seconds=round(outcome.seconds, 2), epochs=outcome.epochs, final_loss=outcome.final_loss)
-        store.reset_pending()
         log.info("project %s: serving %s (trained %.1fs, %d pseudo-labels refreshed)", store.project_id, version,
                  outcome.seconds, refreshed)
         return {"model_version": version, "n_human": n_human, "n_pseudo": n_pseudo,

@@ -133,6 +133,7 @@ class GFNSegmenter:
             pending = self.store.bump_pending(len(stored))
             every = self.settings.train_every
             if every and pending >= every:
+                self.store.take_pending()  # the next annotations count towards the round after this one
                 job = self.start_training(reason=f"{pending} new annotations (TRAIN_EVERY={every})")
         return {"status": "ok", "event": event, "stored": stored, "deleted": deleted, "job": job}
 

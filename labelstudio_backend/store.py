@@ -284,11 +284,14 @@ class ProjectStore:
             write_text_atomic(self.root / "state.json", json.dumps(state))
             return state["pending"]
 
-    def reset_pending(self) -> None:
+    def take_pending(self) -> int:
+        """Reset the counter (a round starts); returns how many annotations it had counted."""
         with self._locked("state.lock"):
             state = self._state()
+            taken = int(state.get("pending", 0))
             state["pending"] = 0
             write_text_atomic(self.root / "state.json", json.dumps(state))
+            return taken
 
     def _state(self) -> dict[str, Any]:
         path = self.root / "state.json"

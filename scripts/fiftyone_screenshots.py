@@ -51,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=24, help="example images (default 24)")
     p.add_argument("--size", type=int, default=96, help="example image side in pixels (default 96)")
     p.add_argument("--rounds", type=int, default=2, help="refinement rounds (default 2)")
-    p.add_argument("--grid-round", type=int, default=None, help="round shown in the grid (default: the best)")
+    p.add_argument("--grid-round", type=int, default=None,
+                   help="round shown in the grid (default: the best by ground truth, else the run's best)")
     p.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium", help="Chromium binary")
     p.add_argument("--budget", type=int, default=25000, help="Chromium virtual time budget in ms (default 25000)")
     p.add_argument("--window", default="1400,900", help="window size W,H (default 1400,900)")
@@ -165,7 +166,10 @@ def main(argv=None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     ds, summary = build_dataset(tmp, args)
-    k = summary["best_round"] if args.grid_round is None else args.grid_round
+    k = args.grid_round
+    if k is None:
+        best_gt = ds.load_run_results("gfn").best_round_gt
+        k = summary["best_round"] if best_gt is None else best_gt
     url = f"http://127.0.0.1:{args.port}/"
     grid_view = ds.select_fields([f"gfn_round_{k}"])
     ds.app_config.active_fields = fo.ActiveFields(paths=[f"gfn_round_{k}"])

@@ -1,0 +1,237 @@
+"""Latency and throughput of the Label Studio ML backend's ``/predict`` under concurrent clients.
+
+Starts a stand-in Label Studio file server (stdlib HTTP on 127.0.0.1, checking the API key) that
+serves the built-in example's images as ``/data/upload/...``, then ``gfn-autolabel
+serve-labelstudio`` (gunicorn + uvicorn workers) on another loopback port, and sends a bounded
+number of ``/predict`` requests (one task each) from 1, 4 and 8 concurrent clients. Reports p50/p95
+latency, throughput and errors (zero expected) with the machine's details. Nothing leaves the
+machine; every loop is bounded in count and time.
+
+    python bench/labelstudio_bench.py                      # initial route (no trained model)
+    python bench/labelstudio_bench.py --with-model         # a GFN trained for 1 epoch first
+    python bench/labelstudio_bench.py --clients 1,4 --requests 16 --workers 2 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+TOKEN = "bench-token-0123456789"
+CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
+          '<Label value="ellipse"/><Label value="star"/><Label value="ring"/></BrushLabels></View>')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def file_server(files: dict[str, bytes]) -> tuple[ThreadingHTTPServer, str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            if self.headers.get("Authorization") != f"Token {TOKEN}":
+                self.send_response(401)
+                self.end_headers()
+                return
+            body = files.get(self.path)
+            if body is None:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def machine_info(workers: int, threads: int | None) -> dict:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import torch
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+            "cores": os.cpu_count(), "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+            "torch": torch.__version__, "backend_workers": workers, "backend_threads": threads}
+
+
+def train_stub_model(model_dir: Path, image_paths: list[Path], masks) -> str:
+    """A real GFN trained for one epoch on the example's masks, installed as project 1's model."""
+    from core.classmap import ClassMap
+    from labelstudio_backend.engine import Engine
+    from labelstudio_backend.settings import BackendSettings
+    from labelstudio_backend.store import ProjectStore
+
+    cmap = ClassMap.from_names(["ellipse", "star", "ring"])
+    settings = BackendSettings(model_dir=model_dir, train_epochs=1, train_max_side=96)
+    store = ProjectStore(model_dir, "1")
+    store.save_classes(cmap)
+    out = store.new_model_path("bench-model")
+    Engine(settings).train(list(zip(image_paths, masks)), cmap, out_path=out, warm_start=None,
+                           n_human=len(masks), round_index=1)
+    store.set_current("bench-model", out, cmap.names)
+    return "bench-model"
+
+
+def run_level(url: str, tasks: list[dict], clients: int, n_requests: int, timeout: float) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        task = tasks[i % len(tasks)]
+        body = {"tasks": [task], "project": "1.1700000000", "label_config": CONFIG, "params": {"context": None}}
+        t0 = time.perf_counter()
+        try:
+            r = httpx.post(f"{url}/predict", json=body, timeout=timeout)
+            ok = r.status_code == 200 and r.json()["results"][0].get("result") is not None
+            err = None if ok else f"HTTP {r.status_code}: {r.text[:200]}"
+        except Exception as exc:  # counted as an error
+            err = f"{exc.__class__.__name__}: {exc}"
+        dt = time.perf_counter() - t0
+        with lock:
+            if err:
+                errors.append(err)
+            else:
+                latencies.append(dt)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(one, range(n_requests)))
+    wall = time.perf_counter() - t0
+    lat = sorted(latencies)
+
+    def pct(p: float) -> float | None:
+        if not lat:
+            return None
+        return round(lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))] * 1000, 1)
+
+    return {"clients": clients, "requests": n_requests, "ok": len(lat), "errors": len(errors),
+            "error_samples": errors[:3], "p50_ms": pct(50), "p95_ms": pct(95),
+            "mean_ms": round(statistics.mean(lat) * 1000, 1) if lat else None,
+            "throughput_rps": round(len(lat) / wall, 2), "wall_s": round(wall, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", default="1,4,8", help="concurrency levels (default 1,4,8)")
+    ap.add_argument("--requests", type=int, default=24, help="requests per level (bounded; default 24)")
+    ap.add_argument("--workers", type=int, default=2, help="backend worker processes (default 2)")
+    ap.add_argument("--threads", type=int, default=None, help="request threads per worker")
+    ap.add_argument("--torch-threads", type=int, default=1, help="torch threads per worker (default 1)")
+    ap.add_argument("--images", type=int, default=12, help="distinct example images (default 12)")
+    ap.add_argument("--size", type=int, default=96, help="example image side in pixels (default 96)")
+    ap.add_argument("--with-model", action="store_true", help="serve a GFN trained for 1 epoch (else initial route)")
+    ap.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds")
+    ap.add_argument("--json", type=Path, default=None, help="also write the report here")
+    args = ap.parse_args(argv)
+    levels = [int(c) for c in args.clients.split(",") if c.strip()]
+    if args.requests < 1 or args.requests > 500 or not levels or max(levels) > 32:
+        ap.error("--requests must be 1..500 and clients 1..32")
+
+    from core.data.example import make_example
+
+    work = Path(tempfile.mkdtemp(prefix="gfn-ls-bench-"))
+    ds = make_example(work / "example", n=args.images, size=args.size)
+    files = {f"/data/upload/1/{s.stem}.png": Path(s.image_path).read_bytes() for s in ds}
+    tasks = [{"id": i + 1, "data": {"image": f"/data/upload/1/{s.stem}.png", "label": s.labels[0]}}
+             for i, s in enumerate(ds)]
+    model_dir = work / "models"
+    mode = "initial route (no trained model)"
+    if args.with_model:
+        t0 = time.perf_counter()
+        train_stub_model(model_dir, [Path(s.image_path) for s in ds], [s.load_mask() for s in ds])
+        mode = f"trained GFN (1 epoch, {time.perf_counter() - t0:.0f}s to train)"
+
+    server, ls_url = file_server(files)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LABEL_STUDIO_URL": ls_url, "LABEL_STUDIO_API_KEY": TOKEN,
+           "MODEL_DIR": str(model_dir), "TORCH_THREADS": str(args.torch_threads), "LOG_LEVEL": "warning"}
+    cmd = [sys.executable, "-m", "core", "serve-labelstudio", "--port", str(port), "--workers", str(args.workers),
+           "--log-level", "warning"]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    log_path = work / "backend.log"
+    with open(log_path, "wb") as log_fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    report: dict = {"mode": mode, "machine": machine_info(args.workers, args.threads), "levels": []}
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                print(log_path.read_text()[-3000:], file=sys.stderr)
+                raise SystemExit("backend did not start")
+            time.sleep(0.5)
+        # warm-up: every worker loads its models on its first request
+        t0 = time.perf_counter()
+        warm = run_level(url, tasks, clients=args.workers, n_requests=2 * args.workers, timeout=args.timeout)
+        report["warmup"] = {"seconds": round(time.perf_counter() - t0, 1), "errors": warm["errors"]}
+        for c in levels:
+            report["levels"].append(run_level(url, tasks, c, args.requests, args.timeout))
+        report["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the group this script started
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        server.shutdown()
+
+    m = report["machine"]
+    print(f"Label Studio ML backend /predict benchmark - {report['mode']}")
+    print(f"machine: {m['cpu']} x{m['cores']} cores, {m['platform']}, python {m['python']}, torch {m['torch']}, "
+          f"load avg {m['load_avg_1_5_15']} -> {m['load_avg_after']}")
+    print(f"backend: {args.workers} gunicorn/uvicorn worker(s), torch threads {args.torch_threads}; "
+          f"{args.images} images of {args.size}px, 1 task per request; warm-up {report['warmup']['seconds']}s")
+    print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'req/s':>7}")
+    for lv in report["levels"]:
+        print(f"{lv['clients']:>7} {lv['requests']:>8} {lv['errors']:>6} {lv['p50_ms']!s:>8} {lv['p95_ms']!s:>8} "
+              f"{lv['mean_ms']!s:>8} {lv['throughput_rps']:>7}")
+        for e in lv["error_samples"]:
+            print(f"        error: {e}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"report written to {args.json}")
+    return 1 if any(lv["errors"] for lv in report["levels"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
