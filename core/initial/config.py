@@ -74,6 +74,9 @@ class InitConfig:
     """Margin added around the box, as a fraction of the image side."""
     centre_box: float = 0.8
     """Side of the centred box (fraction of the image side) for ``coarse="centre"``."""
+    box_union_centre: bool = False
+    """Unite the map's box with the centred box (``centre_box``): only pixels outside both are
+    sure background (objects that fill the frame are common in labelled photo sets)."""
     prob_fg_threshold: float = 0.3
     """Inside the box, coarse map >= this is probable foreground, below is probable background."""
     sure_fg_threshold: float = 1.1

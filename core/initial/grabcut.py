@@ -38,11 +38,31 @@ def seed_mask(coarse: np.ndarray, box: tuple[int, int, int, int], *, prob_fg: fl
     return gc
 
 
+def centre_box(hw: tuple[int, int], side: float) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` of a centred box of ``side`` x the image sides."""
+    h, w = hw
+    y0, x0 = round(h * (1 - side) / 2), round(w * (1 - side) / 2)
+    return x0, y0, w - x0, h - y0
+
+
+def union_box(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    if a is None:
+        return b
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
 def grabcut_from_map(image: np.ndarray, coarse: np.ndarray, *, box_threshold: float, box_margin: float,
-                     prob_fg: float, sure_fg: float = 1.1, iters: int = 5, seed: int = 0
+                     prob_fg: float, sure_fg: float = 1.1, iters: int = 5, seed: int = 0,
+                     min_box: tuple[int, int, int, int] | None = None
                      ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
-    """Foreground ``(h, w)`` bool from an ``(h, w)`` coarse map in [0, 1], and the box used."""
+    """Foreground ``(h, w)`` bool from an ``(h, w)`` coarse map in [0, 1], and the box used.
+
+    ``min_box`` (e.g. a centred box) is united with the map's box: GrabCut's sure background is
+    then only what lies outside both.
+    """
     box = box_from_map(coarse, box_threshold, box_margin)
+    if min_box is not None:
+        box = union_box(box, min_box)
     if box is None:
         return np.zeros(coarse.shape, bool), None
     gc = seed_mask(coarse, box, prob_fg=prob_fg, sure_fg=sure_fg)

@@ -9,7 +9,7 @@ import numpy as np
 from core.initial.cam import cam_probs, crf
 from core.initial.common import colour_confidence, margin_confidence, mask_iou, onehot
 from core.initial.config import InitConfig
-from core.initial.grabcut import grabcut_from_map
+from core.initial.grabcut import centre_box, grabcut_from_map
 
 KINDS = ("cam", "grabcut", "fused")
 
@@ -47,7 +47,9 @@ def image_probs(image: np.ndarray, cams: np.ndarray, classes: Sequence[int], num
     coarse = cams.max(0)
     fg, box = grabcut_from_map(image, coarse, box_threshold=cfg.box_threshold,
                                box_margin=0.0 if centre else cfg.box_margin, prob_fg=cfg.prob_fg_threshold,
-                               sure_fg=cfg.sure_fg_threshold, iters=cfg.grabcut_iters, seed=cfg.seed)
+                               sure_fg=cfg.sure_fg_threshold, iters=cfg.grabcut_iters, seed=cfg.seed,
+                               min_box=(centre_box(image.shape[:2], cfg.centre_box)
+                                        if cfg.box_union_centre and not centre else None))
     extra["box"] = box
     hard = onehot(_assign(fg, cams, classes), num_classes)
     if kind == "grabcut":
