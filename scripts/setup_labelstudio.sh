@@ -14,7 +14,8 @@ LS_VERSION="${LABELSTUDIO_VERSION:-1.23.2}"
 CACHE="${GFN_CACHE:-$HOME/.cache/gfn-autolabel}"
 VENV="${LABELSTUDIO_VENV:-$CACHE/labelstudio-$LS_VERSION}"
 PYTHON="${LABELSTUDIO_PYTHON:-python3}"
-MARKER="$VENV/.gfn-installed-$LS_VERSION"
+LOCK="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/requirements-labelstudio.lock"
+MARKER="$VENV/.gfn-installed-$LS_VERSION-$(sha256sum "$LOCK" | cut -c1-16)"
 TEMPLATE="$VENV/template-data"
 
 if [[ -f "$MARKER" && -x "$VENV/bin/label-studio" ]]; then
@@ -25,8 +26,8 @@ else
     if [[ ! -x "$VENV/bin/python" ]]; then
         "$PYTHON" -m venv "$VENV"
     fi
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet "label-studio==$LS_VERSION"
+    # Exact versions from the lock (--no-deps: the lock is complete); nothing resolved afresh.
+    PIP_FIND_LINKS=" " "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$LOCK"
     "$VENV/bin/python" -c "import label_studio; print('setup_labelstudio: label-studio', label_studio.__version__)"
     touch "$MARKER"
 fi
