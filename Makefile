@@ -18,7 +18,7 @@ setup-labelstudio:
 	@bash scripts/setup_labelstudio.sh
 
 demo: setup
-	@bash scripts/in_venv.sh gfn-autolabel demo
+	@bash scripts/in_venv.sh gfn-autolabel demo --overwrite
 
 test: setup setup-labelstudio
 	@bash scripts/in_venv.sh python -m pytest $(PYTEST_ARGS)
