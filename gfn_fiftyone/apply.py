@@ -77,8 +77,8 @@ def apply_model(collection, output_prefix: str, output_field: str, *, round_inde
         dataset.delete_sample_fields(existing)
     convert.write_masks_field(dataset, output_field, masks, target.ids, classmap)
     convert.write_float_field(dataset, rel_field, scores, target.ids)
-    applied = dict(runs._results_dict(dataset, record.key).get("applied") or {})
+    applied = dict(runs.results_dict(dataset, record.key).get("applied") or {})
     applied[output_field] = {"round": k, "n_images": len(masks), "masks_dir": str(out_dir)}
     runs.save_results(dataset, record.key, applied=applied)
     log.info("applied round %d of run %r to %d samples -> %r", k, output_prefix, len(masks), output_field)
-    return {"field": output_field, "round": k, "n_images": len(masks), "skipped": target.skipped}
+    return {"field": output_field, "round": k, "n_images": len(masks), "skipped": target.skipped_list()}

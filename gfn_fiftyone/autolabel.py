@@ -195,4 +195,4 @@ def auto_label(collection, *, output_prefix: str = "gfn", label_field: str | Non
         progress(1.0, f"done: best round {result.best_round}")
     return {"prefix": output_prefix, "run_dir": str(run_dir), "rounds": [r.index for r in result.rounds],
             "best_round": result.best_round, "stopped_reason": result.stopped_reason, "fields": fields,
-            "n_samples": len(target.dataset), "skipped": target.skipped, "resumed": can_resume}
+            "n_samples": len(target.dataset), "skipped": target.skipped_list(), "resumed": can_resume}

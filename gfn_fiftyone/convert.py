@@ -54,6 +54,10 @@ class Target:
     def classmap(self) -> ClassMap:
         return self.dataset.classmap
 
+    def skipped_list(self) -> list[dict[str, str]]:
+        """``skipped`` as JSON/BSON-safe records ``{"path", "reason"}`` (paths hold dots)."""
+        return [{"path": p, "reason": why} for p, why in self.skipped.items()]
+
 
 def field_type_name(collection, field_name: str) -> str | None:
     """The label class name of an embedded-document field (e.g. ``"Segmentation"``), or ``None``."""

@@ -45,7 +45,7 @@ def _resolve_delegation(ctx) -> bool | None:
     if forced is not None:
         return bool(forced)
     try:
-        n = len(ctx.target_view())
+        n = len(ctx.target_view(require_flat=True))
     except Exception:  # no dataset yet (e.g. the operator browser before a dataset is loaded)
         return None
     return True if n > delegate_above() else None
@@ -108,7 +108,7 @@ class AutoLabel(foo.Operator):
         inputs = types.Object()
         if ctx.dataset is None:
             return _no_dataset(inputs)
-        view = ctx.target_view()
+        view = ctx.target_view(require_flat=True)
         d = RunConfig()
         _dropdown(inputs, "label_field", convert.fields_of_type(ctx.dataset, convert.LABEL_TYPES),
                   label="Image-level label field", description="Classification or Classifications field giving "
@@ -153,7 +153,7 @@ class AutoLabel(foo.Operator):
         config = make_config(init=p.get("init") or "auto", rounds=p.get("rounds", 3),
                              backbone=p.get("backbone"), engine_options=p.get("engine_options"))
         summary = auto_label(
-            ctx.target_view(), output_prefix=p.get("output_prefix") or "gfn",
+            ctx.target_view(require_flat=True), output_prefix=p.get("output_prefix") or "gfn",
             label_field=p.get("label_field") or None, label=p.get("label") or None,
             gt_field=p.get("gt_field") or None, config=config, overwrite=bool(p.get("overwrite")),
             skip_missing=bool(p.get("skip_missing")), runs_dir=p.get("runs_dir") or None,
@@ -191,7 +191,8 @@ class EvaluateRounds(foo.Operator):
         gt = convert.fields_of_type(ctx.dataset, ("Segmentation",))
         _dropdown(inputs, "gt_field", gt, label="Ground truth", required=True,
                   description="Segmentation field to compare every round with")
-        inputs.bool("overwrite", label="Overwrite", default=False, description="Replace earlier evaluations of this run")
+        inputs.bool("overwrite", label="Overwrite", default=False,
+                    description="Replace earlier evaluations of this run")
         return types.Property(inputs, view=types.View(label="Evaluate rounds"))
 
     def execute(self, ctx) -> dict[str, Any]:
@@ -254,7 +255,8 @@ class ApplyModel(foo.Operator):
 
     @property
     def config(self) -> foo.OperatorConfig:
-        return foo.OperatorConfig(name="apply_model", label="GFN: apply a run's model to samples", icon="model_training",
+        return foo.OperatorConfig(name="apply_model", label="GFN: apply a run's model to samples",
+                                  icon="model_training",
                                   dynamic=True, allow_immediate_execution=True, allow_delegated_execution=True)
 
     def resolve_delegation(self, ctx) -> bool | None:
@@ -264,7 +266,7 @@ class ApplyModel(foo.Operator):
         inputs = types.Object()
         if ctx.dataset is None:
             return _no_dataset(inputs)
-        ctx.target_view()
+        ctx.target_view(require_flat=True)
         choices = _run_choices(ctx)
         if not choices:
             return _no_runs(inputs)
@@ -285,7 +287,8 @@ class ApplyModel(foo.Operator):
 
         p = ctx.params
         prefix = p.get("output_prefix") or "gfn"
-        out = apply_model(ctx.target_view(), prefix, p.get("output_field") or f"{prefix}_applied",
+        view = ctx.target_view(require_flat=True)
+        out = apply_model(view, prefix, p.get("output_field") or f"{prefix}_applied",
                           round_index=p.get("round", "best"), label_field=p.get("label_field") or None,
                           overwrite=bool(p.get("overwrite")), skip_missing=bool(p.get("skip_missing")),
                           progress=_progress(ctx))

@@ -76,13 +76,13 @@ def set_status(dataset, key: str, status: str, **extra: Any) -> None:
 
 def save_results(dataset, key: str, **results: Any) -> None:
     """Merge ``results`` into the run's stored results."""
-    current = _results_dict(dataset, key)
+    current = results_dict(dataset, key)
     current.update(results)
     res = dataset.init_run_results(key, **current)
     dataset.save_run_results(key, res, overwrite=True, cache=True)
 
 
-def _results_dict(dataset, key: str) -> dict[str, Any]:
+def results_dict(dataset, key: str) -> dict[str, Any]:
     try:
         res = dataset.load_run_results(key, cache=False, load_view=False)
     except Exception:  # no results yet
@@ -98,8 +98,9 @@ def load_record(dataset, key: str) -> RunRecord:
         raise ValueError(f"dataset '{dataset.name}' has no auto-labelling run {key!r}; runs: {list_runs(dataset)}")
     info = dataset.get_run_info(key)
     cfg = {k: v for k, v in vars(info.config).items() if not k.startswith("_")}
-    res = _results_dict(dataset, key)
-    return RunRecord(key=key, run_dir=Path(cfg["run_dir"]) if cfg.get("run_dir") else None, status=cfg.get("status", "unknown"),
+    res = results_dict(dataset, key)
+    run_dir = Path(cfg["run_dir"]) if cfg.get("run_dir") else None
+    return RunRecord(key=key, run_dir=run_dir, status=cfg.get("status", "unknown"),
                      settings=cfg, rounds=list(res.get("rounds") or []), best_round=res.get("best_round"),
                      stopped_reason=res.get("stopped_reason"), evaluations=dict(res.get("evaluations") or {}),
                      timestamp=info.timestamp)

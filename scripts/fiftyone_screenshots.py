@@ -14,8 +14,8 @@ Needs Debian's ``chromium`` (``apt-get install -y chromium``). With ``playwright
 <folder>/node_modules`` or set ``NODE_PATH``) the shots are taken by ``scripts/fiftyone_shot.js``,
 which also keeps the App's first-visit promotion popover away; without it, by Chromium's own
 ``--screenshot``. The grid shows the round's field as the only active one; the panel is opened
-through ``session.spaces`` (no clicking). Unless ``--default-db`` is given, FiftyOne runs on a temporary database, plugins folder and run
-folder, so the user's datasets are not touched.
+through ``session.spaces`` (no clicking). Unless ``--default-db`` is given, FiftyOne runs on a
+temporary database, plugins folder and run folder, so the user's datasets are not touched.
 """
 
 from __future__ import annotations
@@ -171,14 +171,18 @@ def main(argv=None) -> int:
         best_gt = ds.load_run_results("gfn").best_round_gt
         k = summary["best_round"] if best_gt is None else best_gt
     url = f"http://127.0.0.1:{args.port}/"
+    colors = fo.ColorScheme(opacity=0.75, default_mask_targets_colors=[
+        {"intTarget": 1, "color": "#ff6d04"}, {"intTarget": 2, "color": "#ffe600"},
+        {"intTarget": 3, "color": "#ff2bd6"}])
     grid_view = ds.select_fields([f"gfn_round_{k}"])
     ds.app_config.active_fields = fo.ActiveFields(paths=[f"gfn_round_{k}"])
     ds.save()
     panel_space = fo.Space(children=[fo.Panel(type="gfn_runs", pinned=True)], orientation="horizontal")
     try:
-        for name, kwargs in (("fiftyone_grid.png", {"view": grid_view}), ("fiftyone_panel.png", {"spaces": panel_space})):
+        shots = (("fiftyone_grid.png", {"view": grid_view}), ("fiftyone_panel.png", {"spaces": panel_space}))
+        for name, kwargs in shots:
             session = fo.launch_app(ds, port=args.port, address="127.0.0.1", remote=True, auto=False,
-                                    color_scheme=fo.ColorScheme(opacity=0.6), **kwargs)
+                                    color_scheme=colors, **kwargs)
             try:
                 wait_for(url)
                 screenshot(args, url, out_dir / name)

@@ -223,7 +223,7 @@ def test_unusable_samples_are_listed_and_skipped_only_on_request(example, tmp_pa
         assert "gone.png: file not found" in msg and "broken.png: not a readable image" in msg
         assert "no label in 'ground_truth'" in msg
         out = run_op("auto_label", ds, **auto_label_params(rounds=0, skip_missing=True))
-        assert sorted(Path(p).name for p in out["skipped"]) == sorted(
+        assert sorted(Path(s["path"]).name for s in out["skipped"]) == sorted(
             ["broken.png", "gone.png", example[0].image_path.name])
         assert out["n_samples"] == len(example)
         assert ds.match(fo.ViewField("filepath") == str(missing)).first()["gfn_round_0"] is None

@@ -10,6 +10,7 @@ ROUTES = ("auto", "transfer", "otsu", "cam", "grabcut")
 """Names accepted by ``make_initial_masks(route=...)``."""
 
 COARSE_MAPS = ("auto", "cam", "activation", "centre")
+BOX_MODES = ("map", "centre", "union")
 """Sources of the coarse foreground map that seeds GrabCut (see ``InitConfig.coarse``)."""
 
 CAM_SOURCES = ("auto", "imagenet", "trained")
@@ -74,9 +75,10 @@ class InitConfig:
     """Margin added around the box, as a fraction of the image side."""
     centre_box: float = 0.8
     """Side of the centred box (fraction of the image side) for ``coarse="centre"``."""
-    box_union_centre: bool = False
-    """Unite the map's box with the centred box (``centre_box``): only pixels outside both are
-    sure background (objects that fill the frame are common in labelled photo sets)."""
+    box_mode: str = "map"
+    """GrabCut's box: ``map`` (bounding box of the thresholded coarse map, plus margin),
+    ``centre`` (the centred box of side ``centre_box``, seeded inside by the map), ``union``
+    (both united). Outside the box is sure background."""
     prob_fg_threshold: float = 0.3
     """Inside the box, coarse map >= this is probable foreground, below is probable background."""
     sure_fg_threshold: float = 1.1
@@ -121,6 +123,7 @@ class InitConfig:
             ("cam_source", self.cam_source, CAM_SOURCES),
             ("coarse", self.coarse, COARSE_MAPS),
             ("otsu_feature", self.otsu_feature, OTSU_FEATURES),
+            ("box_mode", self.box_mode, BOX_MODES),
         ):
             if value not in allowed:
                 raise ValueError(f"InitConfig.{name} must be one of {list(allowed)}, got {value!r}")

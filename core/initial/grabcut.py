@@ -53,16 +53,19 @@ def union_box(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int])
 
 def grabcut_from_map(image: np.ndarray, coarse: np.ndarray, *, box_threshold: float, box_margin: float,
                      prob_fg: float, sure_fg: float = 1.1, iters: int = 5, seed: int = 0,
-                     min_box: tuple[int, int, int, int] | None = None
+                     fixed_box: tuple[int, int, int, int] | None = None, union: bool = False
                      ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """Foreground ``(h, w)`` bool from an ``(h, w)`` coarse map in [0, 1], and the box used.
 
-    ``min_box`` (e.g. a centred box) is united with the map's box: GrabCut's sure background is
-    then only what lies outside both.
+    The box is the map's (``fixed_box is None``), ``fixed_box`` (e.g. a centred box), or with
+    ``union`` both united. Inside it the map seeds probable fg/bg; outside is sure background.
     """
-    box = box_from_map(coarse, box_threshold, box_margin)
-    if min_box is not None:
-        box = union_box(box, min_box)
+    if fixed_box is None:
+        box = box_from_map(coarse, box_threshold, box_margin)
+    elif union:
+        box = union_box(box_from_map(coarse, box_threshold, box_margin), fixed_box)
+    else:
+        box = fixed_box
     if box is None:
         return np.zeros(coarse.shape, bool), None
     gc = seed_mask(coarse, box, prob_fg=prob_fg, sure_fg=sure_fg)

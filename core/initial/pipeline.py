@@ -48,8 +48,9 @@ def image_probs(image: np.ndarray, cams: np.ndarray, classes: Sequence[int], num
     fg, box = grabcut_from_map(image, coarse, box_threshold=cfg.box_threshold,
                                box_margin=0.0 if centre else cfg.box_margin, prob_fg=cfg.prob_fg_threshold,
                                sure_fg=cfg.sure_fg_threshold, iters=cfg.grabcut_iters, seed=cfg.seed,
-                               min_box=(centre_box(image.shape[:2], cfg.centre_box)
-                                        if cfg.box_union_centre and not centre else None))
+                               fixed_box=(centre_box(image.shape[:2], cfg.centre_box)
+                                          if cfg.box_mode != "map" and not centre else None),
+                               union=cfg.box_mode == "union")
     extra["box"] = box
     hard = onehot(_assign(fg, cams, classes), num_classes)
     if kind == "grabcut":

@@ -56,7 +56,8 @@ class RunConfig:
     # prediction and post-processing
     tta_flip: bool = True
     fuse: float = 0.3
-    """Weight of the previous round's probabilities in the fused probabilities (0 = network only)."""
+    """Weight of the previous round's probabilities in the fused probabilities (0 = network only);
+    from round 2 on (round 1 has only the initial route's uncalibrated scores before it)."""
     postprocess: str = "crf"
     """Post-processing of each round's probabilities: one of ``POSTPROCESS_METHODS``."""
     # filters
@@ -64,7 +65,8 @@ class RunConfig:
     area_max: float = 0.9
     """Images whose foreground area ratio lies outside [area_min, area_max] sit the next round out."""
     ignore_margin: float = 0.3
-    """Pixels whose probability margin (top-1 minus top-2) is below this are ignored (255) in training."""
+    """Pixels whose probability margin (top-1 minus top-2) is below this are ignored (255) in training
+    (labels from network rounds; round-0 labels get only the boundary band)."""
     boundary_band: float = 0.01
     """Half-width of the ignored band around label boundaries, as a fraction of the longer side
     (at least 1 px when > 0; 0 disables)."""

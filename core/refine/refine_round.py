@@ -50,13 +50,20 @@ def _stage(progress: Progress | None, index: int) -> Progress | None:
 
 def training_pairs(dataset: Dataset, prev_path: Path, records: dict[str, rec.ImageRecord],
                    config: RunConfig) -> list[tuple[Path, np.ndarray]]:
-    """``(image path, label (H, W) uint8 with 255 = ignore)`` for the images selected to train."""
+    """``(image path, label (H, W) uint8 with 255 = ignore)`` for the images selected to train.
+
+    Labels from a network round ignore uncertain and disagreeing pixels plus the boundary band;
+    round-0 labels only the boundary band: the initial routes' scores (e.g. GrabCut's "probable
+    background" inside its box) are not calibrated probabilities, and ignoring them would leave
+    the object's surroundings without any background label.
+    """
+    from_network = prev_path.name != rundir.round_name(0)
     pairs = []
     for s in dataset:
         if not records[s.stem].train_next:
             continue
         mask = rec.previous_mask(prev_path, s.stem)
-        probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz")
+        probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz") if from_network else None
         label = filters.training_label(mask, probs, ignore_margin=config.ignore_margin,
                                        band_fraction=config.boundary_band)
         pairs.append((Path(s.image_path), label))
@@ -116,10 +123,12 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
     for i, (s, pred) in enumerate(zip(dataset, preds)):
         allowed = rec.label_indices(s, dataset)
         net = filters.consistent_probs(np.asarray(pred.probs, dtype=np.float32), allowed)
-        prev_probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz")
-        if prev_probs.shape != net.shape:
-            raise ValueError(f"prediction for {s.stem} has shape {net.shape}, previous round {prev_probs.shape}")
-        fused = (1.0 - config.fuse) * net + config.fuse * prev_probs
+        fused = net
+        if index > 1 and config.fuse > 0:  # fuse with the previous network round (round 0 is heuristic)
+            prev_probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz")
+            if prev_probs.shape != net.shape:
+                raise ValueError(f"prediction for {s.stem} has shape {net.shape}, previous round {prev_probs.shape}")
+            fused = (1.0 - config.fuse) * net + config.fuse * prev_probs
         net_mask = fused.argmax(axis=0).astype(np.uint8)
         t_pp = time.perf_counter()
         seconds["predict"] += t_pp - t
