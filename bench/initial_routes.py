@@ -40,6 +40,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "cam-raw": ("cam", {"crf_iters": 0}),
     "cam": ("cam", {}),
     "grabcut": ("grabcut", {}),
+    "grabcut-mapbox": ("grabcut", {"box_mode": "map", "box_threshold": 0.4, "prob_fg_threshold": 0.5}),
     "grabcut-activation": ("grabcut", {"coarse": "activation"}),
     "auto": ("auto", {}),
     "auto-ms": ("auto", {"cam_scales": (0.75, 1.0, 1.25)}),
@@ -47,6 +48,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "transfer-ecssd": ("transfer", {"train": {"epochs": 4, "crop_size": 256, "time_budget_s": 1200}}),
 }
 """Variants; ``auto`` is the default route with default settings."""
+
+DEFAULT_VARIANTS = ("grabcut-centre", "cam-raw", "cam", "grabcut-mapbox", "grabcut", "auto", "otsu")
 
 SOURCES = {"transfer-ecssd": ("ecssd", 500)}
 """Variants that need a labelled source set: (set name, number of images); skipped on that set."""
@@ -109,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--otsu-sets", nargs="+", default=["horse"], choices=list(SETS),
+                    help="sets on which the (slow, GFN-training) otsu variant runs")
     ap.add_argument("--limit", type=int, default=200, help="images per set (first N by name); 0 = all")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
@@ -129,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.variants:
             route, overrides = VARIANTS[name]
             source = None
+            if name == "otsu" and set_name not in args.otsu_sets:
+                continue
             if name in SOURCES:
                 src_name, src_n = SOURCES[name]
                 if src_name == set_name:

@@ -31,7 +31,8 @@ class CoarseMaps:
 
     ``cams(image, classes)`` -> ``(len(classes), h, w)`` in [0, 1] at the image's size. The source
     follows ``config.cam_source`` (``trained`` fits a GAP classifier on the labels first) and, for
-    GrabCut seeding, ``config.coarse`` (``activation`` and ``centre`` ignore the class).
+    GrabCut seeding, ``coarse`` (``topk``, ``activation`` and ``centre`` ignore the class;
+    ``auto`` = ``cam`` with several classes, else ``topk``).
     """
 
     def __init__(self, dataset: Dataset | None, classmap: ClassMap, config: InitConfig, *,
@@ -45,11 +46,14 @@ class CoarseMaps:
         if coarse == "centre":
             self.source = "centre"
             return
+        multi = len(classmap.foreground) > 1
+        if coarse == "auto":
+            coarse = "cam" if multi else "topk"
         source = config.cam_source
         if source == "auto":
-            source = "trained" if len(classmap.foreground) > 1 else "imagenet"
-        if coarse == "activation":
-            source = "activation"
+            source = "trained" if multi else "imagenet"
+        if coarse in ("activation", "topk"):
+            source = coarse
         self.source = source
         if source == "trained":
             if dataset is None:
@@ -75,15 +79,14 @@ class CoarseMaps:
 
         self.imagenet = ImagenetCAM(size=config.cam_size, scales=config.cam_scales, flip=config.cam_flip,
                                     output_stride=config.cam_output_stride, top_k=config.cam_top_k)
-        if source == "imagenet":
-            for c, name in enumerate(classmap.names):
-                if c:
-                    self.indices[c] = imagenet_indices(name, config.imagenet_map)
+        for c, name in enumerate(classmap.names):
+            if c:
+                self.indices[c] = imagenet_indices(name, config.imagenet_map) if source == "imagenet" else None
 
     def describe(self) -> dict:
         """What the maps are made from (for ``InitialResult.info``)."""
         out: dict = {"coarse_source": self.source}
-        if self.indices:
+        if self.source == "imagenet":
             out["imagenet_classes"] = {self.classmap.names[c]: (list(v) if v else "class-agnostic top-k")
                                        for c, v in self.indices.items()}
         return out

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 ROUTES = ("auto", "transfer", "otsu", "cam", "grabcut")
 """Names accepted by ``make_initial_masks(route=...)``."""
 
-COARSE_MAPS = ("auto", "cam", "activation", "centre")
+COARSE_MAPS = ("auto", "cam", "topk", "activation", "centre")
 BOX_MODES = ("map", "centre", "union")
 """Sources of the coarse foreground map that seeds GrabCut (see ``InitConfig.coarse``)."""
 
@@ -65,9 +65,11 @@ class InitConfig:
 
     # --- GrabCut from a coarse map (route grabcut, auto)
     coarse: str = "auto"
-    """Coarse map seeding GrabCut: ``cam`` (class CAM), ``activation`` (class-agnostic top-k
-    CAM), ``centre`` (a centred box, no network), ``auto`` (cam when the class is known, else
-    activation)."""
+    """Coarse map of routes grabcut/auto: ``cam`` (class CAM: ImageNet classes mapped from the
+    class name, or the trained classifier), ``topk`` (class-agnostic: CAMs of the image's top-k
+    ImageNet classes), ``activation`` (mean of MobileNetV2's last features), ``centre`` (a
+    centred box, no network), ``auto`` (trained-classifier CAM with several classes, else
+    ``topk``, which beat the mapped class CAM on the horse bench). Route cam always uses ``cam``."""
     grabcut_iters: int = 5
     box_threshold: float = 0.25
     """Coarse-map level whose bounding box (of the main components) is GrabCut's box."""
@@ -75,15 +77,15 @@ class InitConfig:
     """Margin added around the box, as a fraction of the image side."""
     centre_box: float = 0.8
     """Side of the centred box (fraction of the image side) for ``coarse="centre"``."""
-    box_mode: str = "map"
+    box_mode: str = "centre"
     """GrabCut's box: ``map`` (bounding box of the thresholded coarse map, plus margin),
     ``centre`` (the centred box of side ``centre_box``, seeded inside by the map), ``union``
     (both united). Outside the box is sure background."""
-    prob_fg_threshold: float = 0.3
+    prob_fg_threshold: float = 0.2
     """Inside the box, coarse map >= this is probable foreground, below is probable background."""
     sure_fg_threshold: float = 1.1
     """Coarse map >= this is sure foreground (> 1 disables it)."""
-    fuse_weight: float = 0.5
+    fuse_weight: float = 0.6
     """Route auto: weight of the GrabCut mask against the CRF'd CAM in the fused probability."""
     fuse_crf: bool = True
     """Route auto: run the dense CRF once more on the fused probability."""
