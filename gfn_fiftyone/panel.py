@@ -43,6 +43,20 @@ def run_summary(record: gfn_runs.RunRecord) -> dict[str, Any]:
     }
 
 
+def worst_masks_field(dataset) -> str | None:
+    """The per-sample IoU field to sort by: the best round's of the first evaluated run, else its last."""
+    for key in gfn_runs.list_runs(dataset):
+        try:
+            record = gfn_runs.load_record(dataset, key)
+        except Exception:
+            continue
+        fields = {int(k): v.get("iou_field") for k, v in record.evaluations.items() if v.get("iou_field")}
+        fields = {k: f for k, f in fields.items() if dataset.get_field(f) is not None}
+        if fields:
+            return fields.get(record.best_round) or fields[max(fields)]
+    return None
+
+
 def collect(dataset) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """``(table rows, mIoU traces, changed-fraction traces)`` for every run of ``dataset``."""
     rows, miou_traces, changed_traces = [], [], []
@@ -83,6 +97,7 @@ class RunsPanel(foo.Panel):
             return
         rows, miou, changed = collect(ctx.dataset)
         ctx.panel.state.runs = rows
+        ctx.panel.state.worst_field = worst_masks_field(ctx.dataset)
         ctx.panel.state.has_miou = bool(miou)
         ctx.panel.state.has_changed = bool(changed)
         ctx.panel.data.miou_plot = miou
@@ -93,6 +108,12 @@ class RunsPanel(foo.Panel):
 
     def refresh(self, ctx) -> None:
         self.on_load(ctx)
+
+    def show_worst(self, ctx) -> None:
+        """Show the evaluated samples, lowest IoU first."""
+        field = ctx.panel.state.worst_field
+        if field and ctx.dataset.get_field(field) is not None:
+            ctx.ops.set_view(ctx.dataset.exists(field).sort_by(field))
 
     def render(self, ctx) -> types.Property:
         panel = types.Object()
@@ -107,6 +128,9 @@ class RunsPanel(foo.Panel):
                     on_click=f"{PLUGIN}/export_labels", prompt=True, disabled=not rows)
         actions.btn("apply", label="Apply model…", icon="model_training", variant="outlined",
                     on_click=f"{PLUGIN}/apply_model", prompt=True, disabled=not rows)
+        worst = ctx.panel.state.worst_field
+        actions.btn("worst", label="Worst masks first", icon="sort", variant="outlined", on_click=self.show_worst,
+                    disabled=not worst)
         actions.btn("refresh", label="Refresh", icon="refresh", variant="outlined", on_click=self.refresh)
         if not rows:
             panel.md("No run yet: press **Auto-label…** to label this dataset's images at pixel level "

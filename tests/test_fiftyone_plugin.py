@@ -339,7 +339,7 @@ def test_apply_model_writes_a_segmentation_field(labelled):
 
 
 def test_panel_summarises_every_run(labelled):
-    from gfn_fiftyone.panel import collect
+    from gfn_fiftyone.panel import collect, worst_masks_field
 
     ds, summary = labelled
     rows, miou, changed = collect(ds)
@@ -347,3 +347,5 @@ def test_panel_summarises_every_run(labelled):
     assert miou[0]["x"] == [0, 1] and all(v is not None for v in miou[0]["y"])
     assert changed[0]["y"][1] is not None
     json.dumps([rows, miou, changed])  # panel state must be JSON
+    if ds.get_field("gfn_round_1_iou") is not None:  # evaluated by the test above
+        assert worst_masks_field(ds) == f"gfn_round_{summary['best_round']}_iou"

@@ -13,7 +13,8 @@ from core.data.example import make_example
 from core.initial import ROUTES, InitConfig, InitialResult, initial_mask_for_image, make_initial_masks
 
 # small CNN inputs and few epochs keep the whole file to seconds on 2 CPU cores
-FAST = InitConfig(cam_size=192, cam_flip=False, classifier_epochs=8, num_threads=1, crf_iters=3)
+FAST = InitConfig(cam_size=192, cam_flip=False, classifier_epochs=8, num_threads=1, crf_iters=3,
+                  min_train_samples=0)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -134,3 +134,33 @@ def test_select_for_training_drops_least_reliable_and_area_failures():
     assert filters.select_for_training(scores, {}, 0.5) == [f"s{i}" for i in range(5, 10)]
     with pytest.raises(ValueError, match="drop_fraction"):
         filters.select_for_training(scores, in_area, 1.0)
+
+
+# ------------------------------------------------------------ area calibration
+def test_area_shift_matches_the_target_area():
+    from core.refine import calibrate
+
+    rng = np.random.default_rng(0)
+    q = rng.random((40, 50)).astype(np.float32)  # foreground probability uniform in [0, 1]
+    probs = np.stack([1 - q, q])
+    hist = calibrate.fg_histogram(probs)
+    assert hist.sum() == pytest.approx(1.0)
+    for target in (0.2, 0.5, 0.7):
+        b = calibrate.area_shift([hist], target)
+        shifted = calibrate.shift_probs(probs, b)
+        np.testing.assert_allclose(shifted.sum(0), 1.0, atol=1e-5)
+        assert (shifted.argmax(0) == 1).mean() == pytest.approx(target, abs=0.02)
+    assert calibrate.area_shift([hist], 0.3) < 0 < calibrate.area_shift([hist], 0.7)
+    assert abs(calibrate.area_shift([hist], 1.0)) <= calibrate.MAX_SHIFT
+    assert calibrate.area_shift([], 0.3) == 0.0
+    with pytest.raises(ValueError, match="target_area"):
+        calibrate.area_shift([hist], 1.5)
+
+
+def test_shift_probs_adds_to_the_log_odds():
+    from core.refine import calibrate
+
+    p = np.array([[[0.8]], [[0.2]]], np.float32)
+    out = calibrate.shift_probs(p, np.log(4.0))
+    assert out[1, 0, 0] == pytest.approx(0.5, abs=1e-6)
+    assert calibrate.shift_probs(p, 0.0) is not p

@@ -102,11 +102,9 @@ def _otsu_route(dataset: Dataset, cfg: InitConfig, progress: Progress | None) ->
     cmap = dataset.classmap
     k = cmap.num_classes
     samples = list(dataset)
-    works, masks, stats = [], [], []
+    masks, stats = [], []
     for i, s in enumerate(samples):
-        work = resize_longest(s.load_image(), cfg.work_size)
-        fg, st = otsu_mask(work, cfg)
-        works.append(work)
+        fg, st = otsu_mask(resize_longest(s.load_image(), cfg.work_size), cfg)
         masks.append(fg)
         stats.append(st)
         _tick(progress, "otsu", i + 1, len(samples))
@@ -123,7 +121,8 @@ def _otsu_route(dataset: Dataset, cfg: InitConfig, progress: Progress | None) ->
     if not picked:
         raise ValueError("no simple-background image found for the otsu route; pass simple_stems")
     log.info("otsu route: %d of %d images treated as simple (%s)", len(picked), len(samples), how)
-    pairs = [(works[i], ignore_band(masks[i].astype(np.uint8), cfg.ignore_band)) for i in picked]
+    pairs = [(resize_longest(samples[i].load_image(), cfg.work_size),
+              ignore_band(masks[i].astype(np.uint8), cfg.ignore_band)) for i in picked]
     model = train_gfn(pairs, 2, cfg, progress=progress)
     out = _Collector(cfg.keep_probs)
     picked_set = set(picked)

@@ -110,6 +110,9 @@ class InitConfig:
     gfn: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     predict_flip: bool = True
+    min_train_samples: int = 96
+    """Pseudo-labelled sets smaller than this are repeated up to it, so that a handful of simple
+    images still gives the GFN enough iterations per epoch."""
 
     # --- transfer from torchvision's VOC-pretrained models
     voc_model: str = "deeplabv3_mobilenet_v3_large"

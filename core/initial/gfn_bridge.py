@@ -46,7 +46,10 @@ def train_gfn(pairs: Sequence[tuple[Any, np.ndarray]], num_classes: int, cfg: In
     gcfg = gfn_config(cfg, num_classes)
     model = build_model(gcfg)
     log.info("training a %d-class GFN on %d pseudo-labelled images", num_classes, len(pairs))
-    train(model, list(pairs), _train_config(cfg), progress=progress, gfn_config=gcfg)
+    pairs = list(pairs)
+    if len(pairs) < cfg.min_train_samples:
+        pairs = pairs * -(-cfg.min_train_samples // len(pairs))  # repeat: enough iterations per epoch
+    train(model, pairs, _train_config(cfg), progress=progress, gfn_config=gcfg)
     return model
 
 

@@ -58,6 +58,9 @@ class RunConfig:
     fuse: float = 0.3
     """Weight of the previous round's probabilities in the fused probabilities (0 = network only);
     from round 2 on (round 1 has only the initial route's uncalibrated scores before it)."""
+    calibrate_area: bool = True
+    """Shift the foreground log-odds so the network's mean foreground area on its training images
+    equals that of their labels (``core.refine.calibrate``): stops the masks shrinking round by round."""
     postprocess: str = "crf"
     """Post-processing of each round's probabilities: one of ``POSTPROCESS_METHODS``."""
     # filters

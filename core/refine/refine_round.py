@@ -17,7 +17,7 @@ import torch
 from core import __version__
 from core.data.dataset import Dataset
 from core.io.images import read_image
-from core.refine import filters, rundir
+from core.refine import calibrate, filters, rundir
 from core.refine import records as rec
 from core.refine.config import RunConfig
 
@@ -95,11 +95,49 @@ def train_round_model(dataset: Dataset, run_dir: Path, index: int, config: RunCo
     return model
 
 
+def predict_round(dataset: Dataset, prev_path: Path, index: int, config: RunConfig, model,
+                  prev_records: dict[str, rec.ImageRecord], progress: Progress | None
+                  ) -> tuple[dict[str, np.ndarray], float]:
+    """Predict every image (flip TTA), apply category consistency, fuse with the previous network
+    round, and find the area-calibration offset (``core.refine.calibrate``).
+
+    Returns ``({stem: quantised fused probs (L, H, W) uint8}, log-odds shift)``; the shift is 0.0
+    unless ``config.calibrate_area``.
+    """
+    from core.training.predict import predict
+
+    k = dataset.classmap.num_classes
+    fused_q: dict[str, np.ndarray] = {}
+    hists = []
+    paths = [Path(s.image_path) for s in dataset]
+    preds = predict(model, paths, tta_flip=config.tta_flip, max_side=config.max_side)
+    for i, (s, pred) in enumerate(zip(dataset, preds)):
+        allowed = rec.label_indices(s, dataset)
+        fused = filters.consistent_probs(np.asarray(pred.probs, dtype=np.float32), allowed)
+        if index > 1 and config.fuse > 0:  # fuse with the previous network round (round 0 is heuristic)
+            prev_probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz")
+            if prev_probs.shape != fused.shape:
+                raise ValueError(f"prediction for {s.stem} has shape {fused.shape}, previous round {prev_probs.shape}")
+            fused = (1.0 - config.fuse) * fused + config.fuse * prev_probs
+        fused_q[s.stem] = rundir.quantise_probs(fused, allowed)
+        if prev_records[s.stem].train_next:
+            hists.append(calibrate.fg_histogram(rundir.dequantise_probs(fused_q[s.stem], allowed, k)))
+        if progress is not None:
+            progress(f"round {index}: predict", i + 1, len(dataset))
+    if len(fused_q) != len(dataset):
+        raise ValueError(f"prediction returned {len(fused_q)} results for {len(dataset)} images")
+    shift = 0.0
+    if config.calibrate_area:
+        target = float(np.mean([r.area_ratio for r in prev_records.values() if r.train_next]))
+        shift = calibrate.area_shift(hists, target)
+        log.info("round %d: foreground log-odds shift %+.3f (training labels' mean area %.3f)", index, shift, target)
+    return fused_q, shift
+
+
 def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunConfig, *,
                      progress: Progress | None) -> dict[str, Any]:
     """Run round ``index`` (>= 1) into ``round_<index>/``; returns its ``seconds`` and ``provenance``."""
     from core.postprocess import refine_mask
-    from core.training.predict import predict
 
     prev_path = rundir.round_dir(run_dir, index - 1)
     round_path = rundir.round_dir(run_dir, index)
@@ -115,40 +153,30 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
     model = train_round_model(dataset, run_dir, index, config, pairs, progress)
     seconds["train"] = time.perf_counter() - t
 
-    seconds["predict"] = seconds["postprocess"] = 0.0
-    records: dict[str, rec.ImageRecord] = {}
-    paths = [Path(s.image_path) for s in dataset]
     t = time.perf_counter()
-    preds = predict(model, paths, tta_flip=config.tta_flip, max_side=config.max_side)
-    for i, (s, pred) in enumerate(zip(dataset, preds)):
+    fused, shift = predict_round(dataset, prev_path, index, config, model, prev_records, progress)
+    seconds["predict"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    records: dict[str, rec.ImageRecord] = {}
+    k = dataset.classmap.num_classes
+    for i, s in enumerate(dataset):
         allowed = rec.label_indices(s, dataset)
-        net = filters.consistent_probs(np.asarray(pred.probs, dtype=np.float32), allowed)
-        fused = net
-        if index > 1 and config.fuse > 0:  # fuse with the previous network round (round 0 is heuristic)
-            prev_probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz")
-            if prev_probs.shape != net.shape:
-                raise ValueError(f"prediction for {s.stem} has shape {net.shape}, previous round {prev_probs.shape}")
-            fused = (1.0 - config.fuse) * net + config.fuse * prev_probs
-        net_mask = fused.argmax(axis=0).astype(np.uint8)
-        t_pp = time.perf_counter()
-        seconds["predict"] += t_pp - t
+        probs = calibrate.shift_probs(rundir.dequantise_probs(fused.pop(s.stem), allowed, k), shift)
+        net_mask = probs.argmax(axis=0).astype(np.uint8)
         if config.postprocess == "none":
             mask = net_mask
-        else:
-            mask, _ = refine_mask(np.array(read_image(s.image_path)), fused, config.postprocess)  # writable copy for pydensecrf
-        t = time.perf_counter()
-        seconds["postprocess"] += t - t_pp
-        records[s.stem] = rec.finish_image(round_path, s.stem, mask=np.asarray(mask, dtype=np.uint8), probs=fused,
+        else:  # np.array: a writable copy, pydensecrf refuses read-only buffers
+            mask, _ = refine_mask(np.array(read_image(s.image_path)), probs, config.postprocess)
+        records[s.stem] = rec.finish_image(round_path, s.stem, mask=np.asarray(mask, dtype=np.uint8), probs=probs,
                                            net_mask=net_mask, allowed=allowed,
                                            previous=rec.previous_mask(prev_path, s.stem), config=config)
         if progress is not None:
-            progress(f"round {index}: predict", i + 1, len(dataset))
-        t = time.perf_counter()
-    if len(records) != len(dataset):
-        raise ValueError(f"prediction returned {len(records)} results for {len(dataset)} images")
+            progress(f"round {index}: {config.postprocess}", i + 1, len(dataset))
+    seconds["postprocess"] = time.perf_counter() - t
     rec.select_next(records, config)
     provenance = {"route": prev_prov.get("route"), "round": index,
                   "model": f"{config.backbone}/round_{index:02d}", "engine": __version__,
-                  "trained_on": len(pairs), "checkpoint": "model.pt"}
+                  "trained_on": len(pairs), "checkpoint": "model.pt", "area_shift": shift}
     rec.write_scores(round_path, records, provenance)
     return {"seconds": seconds, "provenance": provenance, "records": records}

@@ -108,7 +108,7 @@ def save_probs(path: Path, probs: np.ndarray, classes: list[int]) -> np.ndarray:
     Returns the full ``(K, H, W) float32`` array exactly as :func:`load_probs` will read it back, so
     a resumed run continues from bit-identical inputs.
     """
-    q = np.clip(np.rint(probs[classes[1:]] * 255.0), 0, 255).astype(np.uint8)
+    q = quantise_probs(probs, classes)
     import io
 
     buf = io.BytesIO()
@@ -120,6 +120,16 @@ def save_probs(path: Path, probs: np.ndarray, classes: list[int]) -> np.ndarray:
 def load_probs(path: Path) -> np.ndarray:
     with np.load(path) as z:
         return _dequantise(z["q"], [int(c) for c in z["classes"]], int(z["k"]))
+
+
+def quantise_probs(probs: np.ndarray, classes: list[int]) -> np.ndarray:
+    """``(len(classes) - 1, H, W) uint8``: the foreground classes' probabilities in 1/255 steps."""
+    return np.clip(np.rint(probs[classes[1:]] * 255.0), 0, 255).astype(np.uint8)
+
+
+def dequantise_probs(q: np.ndarray, classes: list[int], k: int) -> np.ndarray:
+    """Inverse of :func:`quantise_probs`: ``(k, H, W) float32``, background = 1 - the rest."""
+    return _dequantise(q, classes, k)
 
 
 def _dequantise(q: np.ndarray, classes: list[int], k: int) -> np.ndarray:
