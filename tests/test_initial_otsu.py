@@ -76,3 +76,17 @@ def test_otsu_route_end_to_end(example):
     assert res2.info["simple_picked_by"] == "user" and res2.info["n_simple"] == 3
     with pytest.raises(ValueError, match="nope"):
         make_initial_masks(ds, route="otsu", config=dataclasses.replace(cfg, simple_stems=("nope",)))
+
+
+def test_small_pseudo_label_sets_are_repeated(monkeypatch):
+    pytest.importorskip("core.training.trainer")
+    import core.training.trainer as trainer
+
+    from core.initial.gfn_bridge import train_gfn
+
+    seen = {}
+    monkeypatch.setattr(trainer, "train", lambda model, pairs, config, **kw: seen.setdefault("n", len(pairs)))
+    pair = (np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8))
+    cfg = InitConfig(min_train_samples=10, gfn={"pretrained": False, "aspp_channels": 8, "low_channels": 8})
+    train_gfn([pair] * 3, 2, cfg)
+    assert seen["n"] == 12

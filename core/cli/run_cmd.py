@@ -38,8 +38,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g = p.add_argument_group("settings")
     g.add_argument("--backbone", default=d.backbone, help=f"(default {d.backbone})")
     g.add_argument("--no-pretrained", action="store_true", help="do not start from ImageNet weights")
-    g.add_argument("--postprocess", default=d.postprocess, choices=POSTPROCESS_METHODS,
-                   help=f"post-processing every round (default {d.postprocess})")
+    g.add_argument("--postprocess", default=d.postprocess, metavar="METHOD[+METHOD]",
+                   help=f"post-processing every round: {', '.join(POSTPROCESS_METHODS)} or a chain such as "
+                        f"crf+grabcut (default {d.postprocess})")
     g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per round (default {d.epochs})")
     g.add_argument("--crop-size", type=int, default=d.crop_size, help=f"(default {d.crop_size})")
     g.add_argument("--max-side", type=int, default=d.max_side,

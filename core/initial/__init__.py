@@ -2,7 +2,9 @@
 
 Routes: ``transfer`` (a related labelled source or a VOC-pretrained torchvision model),
 ``otsu`` (simple-to-complex: Otsu on automatically picked simple-background images, then a GFN),
-``cam`` (class activation maps + dense CRF), ``grabcut`` (GrabCut from the CAM's box), ``auto``.
+``cam`` (class activation maps + dense CRF), ``grabcut`` (GrabCut seeded by a coarse map),
+``auto`` (transfer with a source, else GrabCut fused with the dense-CRF'd coarse map; measured
+best on bench/initial_routes.py).
 Heavy models load lazily on first use, never at import time.
 """
 

@@ -229,8 +229,9 @@ def make_initial_masks(dataset: Dataset, *, route: str = "auto", source: Any = N
     Args:
         dataset: images with image-level labels (every image needs at least one).
         route: ``transfer`` (GFN trained on ``source``, or a torchvision VOC model), ``otsu``
-            (simple-to-complex), ``cam`` (CAM + dense CRF), ``grabcut`` (GrabCut from the CAM box),
-            ``auto`` (``transfer`` with a source, else GrabCut fused with the CRF'd CAM).
+            (simple-to-complex), ``cam`` (CAM + dense CRF), ``grabcut`` (GrabCut seeded by the coarse
+            map, in the box of ``config.box_mode``), ``auto`` (``transfer`` with a source, else
+            ``AUTO_RECIPE``: GrabCut fused with the CRF'd coarse map).
         source: for ``transfer``: a labelled ``Dataset`` or its folder, or a torchvision model
             name (``deeplabv3_mobilenet_v3_large``, ``lraspp_mobilenet_v3_large``, ``fcn_resnet50``,
             ``voc`` = ``config.voc_model``).

@@ -32,10 +32,9 @@ class Labeller:
 
     def __init__(self, model, classmap: ClassMap, *, postprocess: str = "crf", tta_flip: bool = True,
                  max_side: int | None = 320, num_threads: int | None = None):
-        from core.refine.config import POSTPROCESS_METHODS
+        from core.refine.postchain import parse_chain
 
-        if postprocess not in POSTPROCESS_METHODS:
-            raise ValueError(f"postprocess {postprocess!r} is unknown; choose one of {list(POSTPROCESS_METHODS)}")
+        parse_chain(postprocess)
         self.model = model.eval()
         self.classmap = classmap
         self.postprocess = postprocess
@@ -84,17 +83,13 @@ class Labeller:
 
     def _finish(self, image: np.ndarray, probs: np.ndarray, allowed: list[int] | None
                 ) -> tuple[np.ndarray, float, np.ndarray]:
-        from core.postprocess import refine_mask
+        from core.refine.postchain import postprocess
 
         probs = np.asarray(probs, dtype=np.float32)
         if allowed is not None:
             probs = filters.consistent_probs(probs, allowed)
         net_mask = probs.argmax(axis=0).astype(np.uint8)
-        if self.postprocess == "none":
-            mask = net_mask
-        else:
-            mask, _ = refine_mask(image, probs, self.postprocess)
-            mask = np.asarray(mask, dtype=np.uint8)
+        mask, _ = postprocess(image, probs, self.postprocess)
         if allowed is not None:
             mask = filters.consistent_mask(mask, allowed)
         score = filters.reliability(probs, mask, net_mask, None)["score"]

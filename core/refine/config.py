@@ -61,8 +61,9 @@ class RunConfig:
     calibrate_area: bool = True
     """Shift the foreground log-odds so the network's mean foreground area on its training images
     equals that of their labels (``core.refine.calibrate``): stops the masks shrinking round by round."""
-    postprocess: str = "crf"
-    """Post-processing of each round's probabilities: one of ``POSTPROCESS_METHODS``."""
+    postprocess: str = "crf+grabcut"
+    """Post-processing of each round's probabilities: one of ``POSTPROCESS_METHODS`` or a chain of them
+    joined by '+' (``core.refine.postchain``)."""
     # filters
     area_min: float = 0.1
     area_max: float = 0.9
@@ -89,8 +90,10 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.init not in INIT_ROUTES:
             raise ValueError(f"init route {self.init!r} is unknown; choose one of {list(INIT_ROUTES)}")
-        if self.postprocess not in POSTPROCESS_METHODS:
-            raise ValueError(f"postprocess {self.postprocess!r} is unknown; choose one of {list(POSTPROCESS_METHODS)}")
+        steps = str(self.postprocess).split("+")
+        if not all(p in POSTPROCESS_METHODS for p in steps):
+            raise ValueError(f"postprocess {self.postprocess!r} is unknown; choose one of {list(POSTPROCESS_METHODS)} "
+                             f"or a chain joined by '+' (e.g. 'crf+grabcut')")
         if self.select_by not in SELECT_BY:
             raise ValueError(f"select_by {self.select_by!r} is unknown; choose one of {list(SELECT_BY)}")
         if not isinstance(self.rounds, int) or self.rounds < 0:

@@ -20,6 +20,7 @@ from core.io.images import read_image
 from core.refine import calibrate, filters, rundir
 from core.refine import records as rec
 from core.refine.config import RunConfig
+from core.refine.postchain import postprocess
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,6 @@ def predict_round(dataset: Dataset, prev_path: Path, index: int, config: RunConf
 def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunConfig, *,
                      progress: Progress | None) -> dict[str, Any]:
     """Run round ``index`` (>= 1) into ``round_<index>/``; returns its ``seconds`` and ``provenance``."""
-    from core.postprocess import refine_mask
-
     prev_path = rundir.round_dir(run_dir, index - 1)
     round_path = rundir.round_dir(run_dir, index)
     prev_records, prev_prov = rec.read_scores(prev_path)
@@ -164,15 +163,12 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
         allowed = rec.label_indices(s, dataset)
         probs = calibrate.shift_probs(rundir.dequantise_probs(fused.pop(s.stem), allowed, k), shift)
         net_mask = probs.argmax(axis=0).astype(np.uint8)
-        if config.postprocess == "none":
-            mask = net_mask
-        else:  # np.array: a writable copy, pydensecrf refuses read-only buffers
-            mask, _ = refine_mask(np.array(read_image(s.image_path)), probs, config.postprocess)
+        mask, _ = postprocess(read_image(s.image_path), probs, config.postprocess)
         records[s.stem] = rec.finish_image(round_path, s.stem, mask=np.asarray(mask, dtype=np.uint8), probs=probs,
                                            net_mask=net_mask, allowed=allowed,
                                            previous=rec.previous_mask(prev_path, s.stem), config=config)
         if progress is not None:
-            progress(f"round {index}: {config.postprocess}", i + 1, len(dataset))
+            progress(f"round {index}: post-process", i + 1, len(dataset))
     seconds["postprocess"] = time.perf_counter() - t
     rec.select_next(records, config)
     provenance = {"route": prev_prov.get("route"), "round": index,
