@@ -1,6 +1,6 @@
 """Screenshots of the FiftyOne plugin for the docs: the sample grid with a round's masks, and the panel.
 
-    python scripts/fiftyone_screenshots.py [--out docs/img] [--port 5152] [--n 24] [--rounds 2]
+    python scripts/fiftyone_screenshots.py [--out docs/img] [--port 5152] [--n 48] [--rounds 2]
 
 Builds the built-in example as a FiftyOne dataset, runs ``@gfn-autolabel/gfn/auto_label`` and
 ``evaluate_rounds`` through the operators, starts the App (``fo.launch_app(remote=True)``) and
@@ -34,10 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("fiftyone_screenshots")
 
-ENGINE = {"init_options": {"coarse": "centre", "work_size": 96}, "epochs": 4, "crop_size": 80, "max_side": 96,
-          "num_threads": 2}
-"""Engine defaults, sized for 96 px images (a few minutes on 2 CPU cores); ImageNet weights are used
-when torchvision's file is cached, else a random-init network."""
+ENGINE = {"crop_size": 96, "num_threads": 2}
+"""Engine defaults with crops the size of the 96 px example images (a few minutes on 2 CPU cores);
+ImageNet weights are used when torchvision's file is cached, else a random-init network."""
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -48,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "docs" / "img"), help="folder for the PNGs (default docs/img)")
     p.add_argument("--port", type=int, default=5152, help="App port on 127.0.0.1 (default 5152)")
-    p.add_argument("--n", type=int, default=24, help="example images (default 24)")
+    p.add_argument("--n", type=int, default=48, help="example images (default 48)")
     p.add_argument("--size", type=int, default=96, help="example image side in pixels (default 96)")
     p.add_argument("--rounds", type=int, default=2, help="refinement rounds (default 2)")
     p.add_argument("--grid-round", type=int, default=None,
@@ -104,12 +103,12 @@ def build_dataset(tmp: Path, args: argparse.Namespace):
 
     t0 = time.perf_counter()
     engine = {**ENGINE, "pretrained": weights_file("mobilenet_v2").is_file()}
-    params = {"label_field": "ground_truth", "init": "grabcut", "rounds": args.rounds, "output_prefix": "gfn",
+    params = {"label_field": "ground_truth", "init": "auto", "rounds": args.rounds, "output_prefix": "gfn",
               "gt_field": "gt", "engine_options": engine}
     summary = foo.execute_operator("@gfn-autolabel/gfn/auto_label", ctx={"dataset": ds, "params": params}).result
     log.info("auto_label: rounds %s, best %s in %.0fs", summary["rounds"], summary["best_round"],
              time.perf_counter() - t0)
-    quick = dict(params, output_prefix="round0_only", rounds=0)
+    quick = dict(params, output_prefix="grabcut_only", init="grabcut", rounds=0)
     foo.execute_operator("@gfn-autolabel/gfn/auto_label", ctx={"dataset": ds, "params": quick})
     foo.execute_operator("@gfn-autolabel/gfn/evaluate_rounds",
                          ctx={"dataset": ds, "params": {"output_prefix": "gfn", "gt_field": "gt"}})

@@ -30,15 +30,30 @@ def test_consistent_mask_other_classes_become_background():
     assert m[5, 5] == 2  # input untouched
 
 
-def test_consistent_probs_moves_mass_to_background_and_sums_to_one():
+def test_consistent_probs_objectness_gives_foreground_mass_to_the_own_classes():
     rng = np.random.default_rng(0)
     p = rng.random((4, 6, 7)).astype(np.float32)
     p /= p.sum(0, keepdims=True)
     out = filters.consistent_probs(p, [0, 2])
     np.testing.assert_allclose(out.sum(0), 1.0, atol=1e-6)
     assert (out[1] == 0).all() and (out[3] == 0).all()
+    np.testing.assert_allclose(out[0], p[0])
+    np.testing.assert_allclose(out[2], 1 - p[0], atol=1e-6)
+    two = filters.consistent_probs(p, [0, 1, 3])  # several labels: split in proportion
+    np.testing.assert_allclose(two[1] / two[3], p[1] / p[3], rtol=1e-4)
+    np.testing.assert_allclose(two[1] + two[3], 1 - p[0], atol=1e-6)
+
+
+def test_consistent_probs_background_mode_is_paper_002s_rule():
+    rng = np.random.default_rng(1)
+    p = rng.random((4, 6, 7)).astype(np.float32)
+    p /= p.sum(0, keepdims=True)
+    out = filters.consistent_probs(p, [0, 2], mode="background")
+    np.testing.assert_allclose(out.sum(0), 1.0, atol=1e-6)
     np.testing.assert_allclose(out[0], p[0] + p[1] + p[3], atol=1e-6)
     np.testing.assert_allclose(out[2], p[2])
+    with pytest.raises(ValueError, match="consistency mode"):
+        filters.consistent_probs(p, [0, 2], mode="drop")
 
 
 def test_allowed_classes_range_checked():

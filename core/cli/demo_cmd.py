@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_SETTINGS = dict(rounds=3, epochs=8, batch_size=8, crop_size=96, max_side=None, lr=0.01, step_epochs=6,
-                     postprocess="crf", init="otsu", boundary_band=0.02)
+DEMO_SETTINGS = dict(rounds=3, epochs=30, batch_size=8, crop_size=96, max_side=None, step_epochs=20,
+                     init="grabcut", init_options={"coarse": "centre"}, ignore_margin=0.0)
 """Demo RunConfig settings: sized for ~2-4 minutes on two CPU cores with the default example."""
 
 

@@ -30,8 +30,8 @@ class Labeller:
     ``label(image, labels)`` -> ``(mask (H, W) uint8, score in [0, 1], probs (K, H, W) float32)``.
     """
 
-    def __init__(self, model, classmap: ClassMap, *, postprocess: str = "crf", tta_flip: bool = True,
-                 max_side: int | None = 320, num_threads: int | None = None):
+    def __init__(self, model, classmap: ClassMap, *, postprocess: str = "crf+grabcut", tta_flip: bool = True,
+                 max_side: int | None = 256, num_threads: int | None = None, consistency: str = "objectness"):
         from core.refine.postchain import parse_chain
 
         parse_chain(postprocess)
@@ -41,19 +41,22 @@ class Labeller:
         self.tta_flip = tta_flip
         self.max_side = max_side
         self.num_threads = num_threads
+        if consistency not in filters.CONSISTENCY:
+            raise ValueError(f"consistency {consistency!r} is unknown; choose one of {list(filters.CONSISTENCY)}")
+        self.consistency = consistency
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **overrides) -> "Labeller":
         """Load ``model.pt`` of a run round (its post-processing and sizes come from the checkpoint;
-        ``overrides``: ``postprocess``, ``tta_flip``, ``max_side``, ``num_threads``)."""
+        ``overrides``: ``postprocess``, ``tta_flip``, ``max_side``, ``num_threads``, ``consistency``)."""
         from core.network.checkpoint import load_checkpoint
 
-        known = ("postprocess", "tta_flip", "max_side", "num_threads")
+        known = ("postprocess", "tta_flip", "max_side", "num_threads", "consistency")
         unknown = sorted(set(overrides) - set(known))
         if unknown:
             raise ValueError(f"unknown Labeller option(s) {unknown}; known: {list(known)}")
         ckpt = load_checkpoint(path)
-        opts = {k: ckpt.extra[k] for k in ("postprocess", "tta_flip", "max_side") if k in ckpt.extra}
+        opts = {k: ckpt.extra[k] for k in ("postprocess", "tta_flip", "max_side", "consistency") if k in ckpt.extra}
         opts.update(overrides)
         return cls(ckpt.model, ckpt.classmap, **opts)
 
@@ -87,7 +90,7 @@ class Labeller:
 
         probs = np.asarray(probs, dtype=np.float32)
         if allowed is not None:
-            probs = filters.consistent_probs(probs, allowed)
+            probs = filters.consistent_probs(probs, allowed, self.consistency)
         net_mask = probs.argmax(axis=0).astype(np.uint8)
         mask, _ = postprocess(image, probs, self.postprocess)
         if allowed is not None:

@@ -41,12 +41,12 @@ class RunConfig:
     network_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra ``core.network.config.GFNConfig`` fields (e.g. ``gf_radius``)."""
     # training
-    epochs: int = 6
+    epochs: int = 5
     batch_size: int = 8
     lr: float = 0.01
     step_epochs: int = 4
-    crop_size: int = 224
-    max_side: int | None = 320
+    crop_size: int = 192
+    max_side: int | None = 256
     """Images are resized so the longer side is at most this many pixels for training and prediction
     (masks are always written at the image's own size); ``None`` keeps full resolution."""
     train_options: Mapping[str, Any] = field(default_factory=dict)
@@ -65,6 +65,10 @@ class RunConfig:
     """Post-processing of each round's probabilities: one of ``POSTPROCESS_METHODS`` or a chain of them
     joined by '+' (``core.refine.postchain``)."""
     # filters
+    consistency: str = "objectness"
+    """Category consistency on probabilities (``core.refine.filters.consistent_probs``):
+    ``"objectness"`` gives all foreground mass to the image's own classes, ``"background"`` (paper
+    002) moves other classes' mass to background. Masks never keep another class either way."""
     area_min: float = 0.1
     area_max: float = 0.9
     """Images whose foreground area ratio lies outside [area_min, area_max] sit the next round out."""
@@ -94,6 +98,8 @@ class RunConfig:
         if not all(p in POSTPROCESS_METHODS for p in steps):
             raise ValueError(f"postprocess {self.postprocess!r} is unknown; choose one of {list(POSTPROCESS_METHODS)} "
                              f"or a chain joined by '+' (e.g. 'crf+grabcut')")
+        if self.consistency not in ("objectness", "background"):
+            raise ValueError(f"consistency {self.consistency!r} is unknown; choose 'objectness' or 'background'")
         if self.select_by not in SELECT_BY:
             raise ValueError(f"select_by {self.select_by!r} is unknown; choose one of {list(SELECT_BY)}")
         if not isinstance(self.rounds, int) or self.rounds < 0:

@@ -45,17 +45,41 @@ def consistent_mask(mask: np.ndarray, allowed: Sequence[int]) -> np.ndarray:
     return np.where(keep, mask, 0).astype(np.uint8)
 
 
-def consistent_probs(probs: np.ndarray, allowed: Sequence[int]) -> np.ndarray:
-    """Move the probability mass of every class not in ``allowed`` to background.
+CONSISTENCY = ("objectness", "background")
 
-    ``probs`` ``(K, H, W)``; returns a new float32 array that still sums to 1 over K.
+
+def consistent_probs(probs: np.ndarray, allowed: Sequence[int], mode: str = "objectness") -> np.ndarray:
+    """Category consistency on probabilities: only background and the image's classes keep mass.
+
+    - ``"objectness"`` (default): the image-level label says *what* the object is, the network
+      says *where*: all foreground mass ``1 - p[0]`` goes to the image's classes, split in
+      proportion to their own probabilities (evenly where they have none). A network that cannot
+      yet tell the classes apart (few images per class) still finds the object.
+    - ``"background"`` (paper 002's rule taken literally): the mass of every other class moves to
+      background.
+
+    Either way no other class can survive, and :func:`consistent_mask` turns any other-class pixel a
+    post-processor might produce into background. ``probs`` ``(K, H, W)``; returns a new float32
+    array summing to 1 over K.
     """
     _check_probs(probs)
+    if mode not in CONSISTENCY:
+        raise ValueError(f"consistency mode {mode!r} is unknown; choose one of {list(CONSISTENCY)}")
     out = probs.astype(np.float32, copy=True)
+    own = [k for k in allowed if k != 0]
     drop = [k for k in range(1, probs.shape[0]) if k not in set(allowed)]
-    if drop:
+    if not drop:
+        return out
+    if mode == "background" or not own:
         out[0] += out[drop].sum(axis=0)
         out[drop] = 0.0
+        return out
+    fg = 1.0 - out[0]
+    out[drop] = 0.0
+    share = out[own].sum(axis=0)
+    even = share <= 1e-6
+    weights = np.where(even[None], 1.0 / len(own), out[own] / np.where(even, 1.0, share)[None])
+    out[own] = weights * fg[None]
     return out
 
 

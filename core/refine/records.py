@@ -55,7 +55,7 @@ def finish_image(round_path: Path, stem: str, *, mask: np.ndarray, probs: np.nda
     """
     mask = filters.consistent_mask(mask, allowed)
     net_mask = filters.consistent_mask(net_mask, allowed)
-    probs = filters.consistent_probs(probs, allowed)
+    probs = filters.consistent_probs(probs, allowed, config.consistency)
     write_mask(round_path / "masks" / f"{stem}.png", mask)
     probs = rundir.save_probs(round_path / "probs" / f"{stem}.npz", probs, list(allowed))
     parts = filters.reliability(probs, mask, net_mask, previous)

@@ -91,7 +91,8 @@ def train_round_model(dataset: Dataset, run_dir: Path, index: int, config: RunCo
         raise KeyboardInterrupt(f"training of round {index} interrupted")
     model.eval()
     extra = {"run_config": config.to_dict(), "round": index, "engine": __version__,
-             "postprocess": config.postprocess, "max_side": config.max_side, "tta_flip": config.tta_flip}
+             "postprocess": config.postprocess, "max_side": config.max_side, "tta_flip": config.tta_flip,
+             "consistency": config.consistency}
     save_checkpoint(rundir.round_dir(run_dir, index) / "model.pt", model, gcfg, dataset.classmap, extra=extra)
     return model
 
@@ -114,7 +115,7 @@ def predict_round(dataset: Dataset, prev_path: Path, index: int, config: RunConf
     preds = predict(model, paths, tta_flip=config.tta_flip, max_side=config.max_side)
     for i, (s, pred) in enumerate(zip(dataset, preds)):
         allowed = rec.label_indices(s, dataset)
-        fused = filters.consistent_probs(np.asarray(pred.probs, dtype=np.float32), allowed)
+        fused = filters.consistent_probs(np.asarray(pred.probs, dtype=np.float32), allowed, config.consistency)
         if index > 1 and config.fuse > 0:  # fuse with the previous network round (round 0 is heuristic)
             prev_probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz")
             if prev_probs.shape != fused.shape:
