@@ -179,3 +179,27 @@ def test_shift_probs_adds_to_the_log_odds():
     out = calibrate.shift_probs(p, np.log(4.0))
     assert out[1, 0, 0] == pytest.approx(0.5, abs=1e-6)
     assert calibrate.shift_probs(p, 0.0) is not p
+
+
+# ------------------------------------------------------------ post-processing chain
+def test_postprocess_chain_parses_and_falls_back_when_a_step_wipes_the_object(monkeypatch):
+    import core.postprocess as pp
+    from core.refine import postchain
+
+    assert postchain.parse_chain("crf+grabcut") == ("crf", "grabcut")
+    with pytest.raises(ValueError, match="unknown step.*'blur'"):
+        postchain.parse_chain("crf+blur")
+    img = np.zeros((20, 20, 3), np.uint8)
+    probs = _probs_from(_square(), 2, 0.9)
+
+    def fake(image, p, method):  # "crf" keeps the object, "grabcut" wipes it out
+        m = p.argmax(0).astype(np.uint8) if method == "crf" else np.zeros(p.shape[1:], np.uint8)
+        return m, p
+
+    monkeypatch.setattr(pp, "refine_mask", fake)
+    mask, _ = postchain.postprocess(img, probs, "crf+grabcut")
+    np.testing.assert_array_equal(mask, _square())  # the crf step's mask, not the empty one
+    mask, _ = postchain.postprocess(img, probs, "grabcut")
+    np.testing.assert_array_equal(mask, _square())  # the network's own argmax
+    mask, _ = postchain.postprocess(img, probs, "none")
+    np.testing.assert_array_equal(mask, _square())

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 DEMO_SETTINGS = dict(rounds=3, epochs=30, batch_size=8, crop_size=96, max_side=None, step_epochs=20,
-                     init="grabcut", init_options={"coarse": "centre"}, ignore_margin=0.0)
+                     init="grabcut", init_options={"coarse": "centre"})
 """Demo RunConfig settings: sized for ~2-4 minutes on two CPU cores with the default example."""
 
 

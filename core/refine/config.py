@@ -72,9 +72,11 @@ class RunConfig:
     area_min: float = 0.1
     area_max: float = 0.9
     """Images whose foreground area ratio lies outside [area_min, area_max] sit the next round out."""
-    ignore_margin: float = 0.3
+    ignore_margin: float = 0.0
     """Pixels whose probability margin (top-1 minus top-2) is below this are ignored (255) in training
-    (labels from network rounds; round-0 labels get only the boundary band)."""
+    (labels from network rounds; round-0 labels get only the boundary band). Off by default: soft
+    foreground probabilities would take the object's hard parts out of training and let it shrink;
+    the disagreement and boundary bands do the job."""
     boundary_band: float = 0.01
     """Half-width of the ignored band around label boundaries, as a fraction of the longer side
     (at least 1 px when > 0; 0 disables)."""

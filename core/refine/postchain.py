@@ -22,17 +22,33 @@ def parse_chain(spec: str) -> tuple[str, ...]:
     return steps
 
 
-def postprocess(image: np.ndarray, probs: np.ndarray, spec: str) -> tuple[np.ndarray, np.ndarray]:
+MIN_KEEP = 0.25
+"""A step's mask must keep at least this fraction of the network's foreground area to be trusted."""
+
+
+def postprocess(image: np.ndarray, probs: np.ndarray, spec: str, *, min_keep: float = MIN_KEEP
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Run the chain on ``image (H, W, 3) uint8`` and ``probs (K, H, W) float32``;
-    returns ``(mask (H, W) uint8, probs (K, H, W) float32)`` of the last step."""
+    returns ``(mask (H, W) uint8, probs (K, H, W) float32)``.
+
+    The image-level label says the object is there, so a post-processor that wipes it out is
+    wrong: the result is the last step whose mask keeps at least ``min_keep`` of the network's
+    foreground area (``argmax(probs)``), else the network's own argmax.
+    """
     steps = parse_chain(spec)
+    net_mask = probs.argmax(axis=0).astype(np.uint8)
     if steps == ("none",):
-        return probs.argmax(axis=0).astype(np.uint8), probs
+        return net_mask, probs
     from core.postprocess import refine_mask
 
     image = np.array(image)  # a writable copy: pydensecrf refuses read-only buffers
-    mask = probs.argmax(axis=0).astype(np.uint8)
+    results = [(net_mask, probs)]
     for step in steps:
         if step != "none":
             mask, probs = refine_mask(image, probs, step)
-    return np.asarray(mask, dtype=np.uint8), probs
+            results.append((np.asarray(mask, dtype=np.uint8), probs))
+    need = min_keep * float((net_mask > 0).sum())
+    for mask, p in reversed(results):
+        if float((mask > 0).sum()) >= need:
+            return mask, p
+    return results[0]
