@@ -56,7 +56,8 @@ class Engine:
         from core.refine.config import RunConfig
 
         s = self.settings
-        changes: dict[str, Any] = {"backbone": s.backbone, "warm_start": True, "num_threads": s.torch_threads}
+        changes: dict[str, Any] = {"backbone": s.backbone, "warm_start": True, "num_threads": s.torch_threads,
+                                   "train_options": {"min_steps": s.train_min_steps}}
         if s.pretrained is not None:
             changes["pretrained"] = s.pretrained
         if s.train_epochs is not None:

@@ -28,6 +28,7 @@ ENV_VARS: dict[str, str] = {
     "LABEL_KEYS": "label_keys",
     "TRAIN_EVERY": "train_every",
     "TRAIN_EPOCHS": "train_epochs",
+    "TRAIN_MIN_STEPS": "train_min_steps",
     "TRAIN_MAX_SIDE": "train_max_side",
     "BACKBONE": "backbone",
     "PRETRAINED": "pretrained",
@@ -71,6 +72,8 @@ class BackendSettings:
         train_every: start a refinement round after this many new annotations (0 = only when
             Label Studio asks for training).
         train_epochs, train_max_side: training overrides (``None`` = the engine's defaults).
+        train_min_steps: at least this many optimiser steps per round: a project's first rounds have
+            few annotated tasks, and a handful of steps leaves the network predicting background only.
         backbone, pretrained: the GFN built for a project's first training.
         init_route: initial-mask route for single images before any model is trained.
         pseudo_min_score: pseudo-labels below this reliability are left out of training.
@@ -91,6 +94,7 @@ class BackendSettings:
     label_keys: tuple[str, ...] = ("label", "class")
     train_every: int = 0
     train_epochs: int | None = None
+    train_min_steps: int = 60
     train_max_side: int | None = None
     backbone: str = "mobilenet_v2"
     pretrained: bool | None = None
@@ -152,7 +156,7 @@ def _parse(var: str, name: str, raw: str) -> Any:
         return tuple(Path(p) for p in _split(raw.replace(os.pathsep, ",")))
     if name == "pretrained":
         return _bool(var, raw)
-    if name in ("max_image_bytes", "max_image_pixels", "train_every", "train_epochs", "train_max_side",
+    if name in ("max_image_bytes", "max_image_pixels", "train_every", "train_epochs", "train_min_steps", "train_max_side",
                 "torch_threads", "threads"):
         try:
             return int(raw)

@@ -151,3 +151,17 @@ def test_labeller_applies_a_round_model(finished, example):
     with pytest.raises(ValueError, match="one per image"):
         lab.label_many([img, img], [["star"]])
     assert Labeller.from_run(finished.run_dir).classmap == example.classmap
+
+
+def test_source_pairs_bring_labelled_source_images_into_training(example, tmp_path):
+    from core.refine.refine_round import source_pairs
+
+    one_class = make_example(tmp_path / "one", n=3, size=48, classes=("blob",))
+    assert source_pairs(one_class, example, TINY) == []  # source_images=0
+    pairs = source_pairs(one_class, example, TINY.replace(source_images=4))
+    assert len(pairs) == 4 and all(set(np.unique(m)) <= {0, 1, 255} for _, m in pairs)
+    assert [p for p, _ in pairs] == [p for p, _ in source_pairs(one_class, example, TINY.replace(source_images=4))]
+    with pytest.raises(ValueError, match="needs a labelled source Dataset"):
+        source_pairs(one_class, None, TINY.replace(source_images=2))
+    with pytest.raises(ValueError, match="one-class target"):
+        source_pairs(example, one_class, TINY.replace(source_images=2))

@@ -214,3 +214,15 @@ def test_grid_search_gf(pairs):
     assert (model.gf.r, model.gf.eps) == (r, eps)
     with pytest.raises(ValueError, match="no guided filter"):
         grid_search_gf(_model("baseline"), pairs[4:], [1], [0.1])
+
+
+def test_min_steps_stretches_a_small_set(pairs):
+    # 4 pairs at batch 4 = 1 step per epoch; 1 epoch asked, but at least 5 steps.
+    result = train(_model(), pairs[:4], TrainConfig(**TINY, min_steps=5, step_epochs=1))
+    assert result.iterations == 5
+    assert result.epochs_done == 5
+    # A set already large enough is not stretched.
+    result = train(_model(), pairs[:4], TrainConfig(**TINY, min_steps=1))
+    assert result.iterations == 1
+    with pytest.raises(ValueError, match="min_steps"):
+        TrainConfig(min_steps=-1)

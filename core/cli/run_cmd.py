@@ -31,6 +31,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=d.rounds, help=f"maximum refinement rounds (default {d.rounds})")
     p.add_argument("--source", nargs=2, metavar=("IMAGES_DIR", "MASKS_DIR"),
                    help="labelled source set of a similar class for the transfer route")
+    p.add_argument("--source-images", type=int, default=d.source_images, metavar="N",
+                   help="with --source: N source images (with their masks) join every round's training "
+                        f"(default {d.source_images})")
     p.add_argument("--gt", metavar="MASKS_DIR",
                    help="ground-truth masks <stem>.png, only to report quality (default: masks/ beside images/)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN_DIR")
@@ -74,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "postprocess": args.postprocess, "epochs": args.epochs, "crop_size": args.crop_size,
         "max_side": args.max_side or None, "area_min": args.area[0], "area_max": args.area[1],
         "select_by": args.select_by, "seed": args.seed, "num_threads": args.threads,
+        "source_images": args.source_images,
     }
     defaults = RunConfig().to_dict()
     for k, v in given.items():  # a JSON setting survives unless the option was changed from its default
@@ -108,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     dataset = load_target(args)
     source = load_source(args, dataset)
-    if args.init == "transfer" and source is None:
-        raise CLIError("--init transfer needs --source IMAGES_DIR MASKS_DIR")
+    if (args.init == "transfer" or config.source_images) and source is None:
+        raise CLIError("--init transfer and --source-images need --source IMAGES_DIR MASKS_DIR")
     print(f"labelling {len(dataset)} images of {list(dataset.classmap.foreground)} into {args.out} "
           f"({len(dataset.with_gt())} with ground truth, used only to report quality)", file=sys.stderr)
     with ProgressBars(enabled=not args.no_progress) as bars:

@@ -53,6 +53,9 @@ class RunConfig:
     """Extra ``core.training.trainer.TrainConfig`` fields (e.g. ``backbone_lr_mult``, ``scale_range``)."""
     seed: int = 0
     num_threads: int | None = 2
+    source_images: int = 0
+    """With a labelled ``source`` (transfer): this many of its images, with their human masks, join
+    every round's training, so the network keeps the source's knowledge while it adapts (0 = none)."""
     # prediction and post-processing
     tta_flip: bool = True
     fuse: float = 0.3
@@ -112,6 +115,8 @@ class RunConfig:
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {v!r}")
+        if not isinstance(self.source_images, int) or self.source_images < 0:
+            raise ValueError(f"source_images must be an integer >= 0, got {self.source_images!r}")
         for name in ("epochs", "batch_size", "crop_size", "patience"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:

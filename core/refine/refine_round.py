@@ -73,6 +73,33 @@ def training_pairs(dataset: Dataset, prev_path: Path, records: dict[str, rec.Ima
     return pairs
 
 
+def source_pairs(dataset: Dataset, source: Dataset | None, config: RunConfig) -> list[tuple[Path, np.ndarray]]:
+    """``config.source_images`` labelled source images (seeded choice) with their human masks in the
+    target's class indices: as they are when the class maps agree, else foreground -> the target's
+    single class. Empty when ``source_images`` is 0."""
+    if config.source_images == 0:
+        return []
+    if not isinstance(source, Dataset):
+        raise ValueError(f"source_images={config.source_images} needs a labelled source Dataset (--source "
+                         f"IMAGES_DIR MASKS_DIR), got {type(source).__name__}")
+    pool = [s for s in source if s.has_mask]
+    if not pool:
+        raise ValueError("the source has no ground-truth masks to train on")
+    same = source.classmap == dataset.classmap
+    if not same and len(dataset.classmap.foreground) != 1:
+        raise ValueError(f"source classes {list(source.classmap.foreground)} differ from the target's "
+                         f"{list(dataset.classmap.foreground)}; mixing the source in needs a one-class target")
+    rng = np.random.default_rng(config.seed)
+    pick = sorted(rng.choice(len(pool), size=min(config.source_images, len(pool)), replace=False))
+    out = []
+    for i in pick:
+        m = pool[i].load_mask()
+        if not same:
+            m = np.where(m == 255, 255, (m > 0).astype(np.uint8)).astype(np.uint8)
+        out.append((Path(pool[i].image_path), m))
+    return out
+
+
 def train_round_model(dataset: Dataset, run_dir: Path, index: int, config: RunConfig,
                       pairs: list[tuple[Path, np.ndarray]], progress: Progress | None):
     """Build (fresh or warm-started), train and checkpoint round ``index``'s network."""
@@ -137,7 +164,7 @@ def predict_round(dataset: Dataset, prev_path: Path, index: int, config: RunConf
 
 
 def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunConfig, *,
-                     progress: Progress | None) -> dict[str, Any]:
+                     progress: Progress | None, source: Dataset | None = None) -> dict[str, Any]:
     """Run round ``index`` (>= 1) into ``round_<index>/``; returns its ``seconds`` and ``provenance``."""
     prev_path = rundir.round_dir(run_dir, index - 1)
     round_path = rundir.round_dir(run_dir, index)
@@ -149,8 +176,10 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
 
     t = time.perf_counter()
     pairs = training_pairs(dataset, prev_path, prev_records, config)
-    log.info("round %d: training on %d of %d images", index, len(pairs), len(dataset))
-    model = train_round_model(dataset, run_dir, index, config, pairs, progress)
+    extra = source_pairs(dataset, source, config)
+    log.info("round %d: training on %d of %d images%s", index, len(pairs), len(dataset),
+             f" + {len(extra)} labelled source images" if extra else "")
+    model = train_round_model(dataset, run_dir, index, config, pairs + extra, progress)
     seconds["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -174,6 +203,7 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
     rec.select_next(records, config)
     provenance = {"route": prev_prov.get("route"), "round": index,
                   "model": f"{config.backbone}/round_{index:02d}", "engine": __version__,
-                  "trained_on": len(pairs), "checkpoint": "model.pt", "area_shift": shift}
+                  "trained_on": len(pairs), "source_images": len(extra), "checkpoint": "model.pt",
+                  "area_shift": shift}
     rec.write_scores(round_path, records, provenance)
     return {"seconds": seconds, "provenance": provenance, "records": records}

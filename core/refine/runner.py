@@ -159,7 +159,7 @@ def run_autolabel(dataset: Dataset, out_dir: str | Path, config: RunConfig = Run
             if index == 0:
                 out = run_initial_round(dataset, path, config, source=source, progress=progress)
             else:
-                out = run_refine_round(dataset, run_dir, index, config, progress=progress)
+                out = run_refine_round(dataset, run_dir, index, config, progress=progress, source=source)
             seconds = {**out["seconds"], "total": time.perf_counter() - t0}
             metrics = {"round": index, "gt": evaluate_round(dataset, path / "masks"),
                        "label_free": rec.summarise(out["records"]), "seconds": seconds,

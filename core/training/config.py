@@ -25,6 +25,9 @@ class TrainConfig:
             paper's single rate) beat 0.1 with a 10x head rate on a short CPU budget
             (``bench/results/gfn_lr_mult.txt``).
         time_budget_s: stop after the step that exceeds this wall time (None = no limit).
+        min_steps: train at least this many optimiser steps: a small set gets more epochs (the
+            step decay stretched in proportion), so a handful of images still trains a network
+            instead of leaving it at its initial all-background guess.
         num_threads: ``torch.set_num_threads`` for the run (None = leave as is).
         num_workers: DataLoader worker processes (0 = load in the training process).
         device: ``"cpu"``, ``"cuda"``, ... (None = GPU if available else CPU).
@@ -44,6 +47,7 @@ class TrainConfig:
     freeze_bn: bool | None = None
     backbone_lr_mult: float = 1.0
     time_budget_s: float | None = None
+    min_steps: int = 0
     num_workers: int = 0
     device: str | None = None
 
@@ -57,6 +61,7 @@ class TrainConfig:
             positive_int(name)
         positive_int("crop_size", 16)
         positive_int("num_workers", 0)
+        positive_int("min_steps", 0)
         for name in ("lr", "backbone_lr_mult"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)!r}")

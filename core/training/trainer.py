@@ -116,6 +116,13 @@ def _num_classes(model: nn.Module, gfn_config: GFNConfig | None) -> int:
     raise ValueError("cannot tell the number of classes: pass gfn_config (the model has no .config)")
 
 
+def _schedule(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """``(epochs, step_epochs)``: the configured ones, stretched so at least ``min_steps`` are run."""
+    epochs = max(config.epochs, math.ceil(config.min_steps / max(steps_per_epoch, 1)))
+    step_epochs = max(1, round(config.step_epochs * epochs / config.epochs))
+    return epochs, step_epochs
+
+
 def train(model: nn.Module, pairs: Sequence[Pair], config: TrainConfig = TrainConfig(), *,
           progress: Progress | None = None, checkpoint_path: str | os.PathLike | None = None,
           classmap: ClassMap | None = None, gfn_config: GFNConfig | None = None) -> TrainResult:
@@ -163,7 +170,8 @@ def train(model: nn.Module, pairs: Sequence[Pair], config: TrainConfig = TrainCo
     loader = DataLoader(ds, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
                         drop_last=False)
     steps_per_epoch = len(loader)
-    total = steps_per_epoch * config.epochs
+    epochs, step_epochs = _schedule(config, steps_per_epoch)
+    total = steps_per_epoch * epochs
     opt = torch.optim.SGD(_param_groups(model, config.lr, config.backbone_lr_mult), lr=config.lr,
                           momentum=config.momentum, weight_decay=config.weight_decay)
 
@@ -172,7 +180,7 @@ def train(model: nn.Module, pairs: Sequence[Pair], config: TrainConfig = TrainCo
     history: list[dict[str, Any]] = []
     stopped, step, seen, saved = "done", 0, 0, None
     t0 = time.perf_counter()
-    log.info("training on %d pairs: %d epochs x %d steps (batch %d, crop %d, %s%s)", len(ds), config.epochs,
+    log.info("training on %d pairs: %d epochs x %d steps (batch %d, crop %d, %s%s)", len(ds), epochs,
              steps_per_epoch, config.batch_size, config.crop_size, device,
              f", {info.world_size} processes" if info.enabled else "")
 
@@ -184,8 +192,8 @@ def train(model: nn.Module, pairs: Sequence[Pair], config: TrainConfig = TrainCo
         D.barrier(info)
 
     try:
-        for epoch in range(config.epochs):
-            lr_epoch = config.lr * 0.1 ** (epoch // config.step_epochs)
+        for epoch in range(epochs):
+            lr_epoch = config.lr * 0.1 ** (epoch // step_epochs)
             for g in opt.param_groups:
                 g["lr"] = lr_epoch * g["lr_mult"]
             ds.epoch = epoch
@@ -212,7 +220,7 @@ def train(model: nn.Module, pairs: Sequence[Pair], config: TrainConfig = TrainCo
             losses.append(mean_loss)
             history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": lr_epoch, "steps": n_batches,
                             "seconds": round(time.perf_counter() - te, 3)})
-            log.info("epoch %d/%d: loss %.4f lr %.2g (%.1fs)", epoch + 1, config.epochs, mean_loss, lr_epoch,
+            log.info("epoch %d/%d: loss %.4f lr %.2g (%.1fs)", epoch + 1, epochs, mean_loss, lr_epoch,
                      time.perf_counter() - te)
             D.sync_buffers(model, info)
             checkpoint(epoch + 1, mean_loss)
