@@ -44,7 +44,8 @@ if [ ! -f "$VENV/.gfn-complete" ]; then
 fi
 
 # The project itself (editable; cheap, so done every time: the clone may have moved).
-if ! "$VENV/bin/python" - "$ROOT" <<'PY' 2>/dev/null
+# (checked from / so that the clone's own folder on sys.path cannot pass for an install)
+if [ ! -x "$VENV/bin/gfn-autolabel" ] || ! (cd / && "$VENV/bin/python" - "$ROOT" <<'PY' 2>/dev/null)
 import pathlib, sys
 import core
 sys.exit(pathlib.Path(core.__file__).resolve().parents[1] != pathlib.Path(sys.argv[1]).resolve())
