@@ -27,7 +27,7 @@ def example(tmp_path_factory):
 def run_dir(example, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "run"
     code = main(["run", "--images", str(example / "images"), "--labels", str(example / "labels.csv"),
-                 "--out", str(out), "--config", str(example / "fast.json"), *FAST])
+                 "--out", str(out), "--config", str(example / "fast.json"), "--init-option", "grabcut_iters=3", *FAST])
     assert code == 0
     return out
 
@@ -40,7 +40,7 @@ def test_run_prints_the_round_table(run_dir, capsys):
     table = format_table(load_run(run_dir))
     assert "mIoU" in table and "changed" in table and "*" in table
     cfg = json.loads((run_dir / "config.json").read_text())
-    assert cfg["epochs"] == 1 and cfg["init_options"] == {"coarse": "centre", "work_size": 48}
+    assert cfg["epochs"] == 1 and cfg["init_options"] == {"coarse": "centre", "work_size": 48, "grabcut_iters": 3}
     assert (run_dir / "final" / "masks").is_dir() and (run_dir / "round_01" / "DONE").is_file()
 
 

@@ -156,7 +156,7 @@ def test_labeller_applies_a_round_model(finished, example):
 def test_source_pairs_bring_labelled_source_images_into_training(example, tmp_path):
     from core.refine.refine_round import source_pairs
 
-    one_class = make_example(tmp_path / "one", n=3, size=48, classes=("blob",))
+    one_class = make_example(tmp_path / "one", n=3, size=48, classes=("ring",))
     assert source_pairs(one_class, example, TINY) == []  # source_images=0
     pairs = source_pairs(one_class, example, TINY.replace(source_images=4))
     assert len(pairs) == 4 and all(set(np.unique(m)) <= {0, 1, 255} for _, m in pairs)

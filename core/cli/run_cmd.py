@@ -28,6 +28,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     who.add_argument("--labels", metavar="CSV", help="filename,label CSV giving each image's class")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
     p.add_argument("--init", default=d.init, choices=INIT_ROUTES, help=f"initial-mask route (default {d.init})")
+    p.add_argument("--init-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a core.initial.InitConfig setting, repeatable (e.g. --init grabcut --init-option "
+                        "coarse=centre); VALUE is read as JSON when it parses")
     p.add_argument("--rounds", type=int, default=d.rounds, help=f"maximum refinement rounds (default {d.rounds})")
     p.add_argument("--source", nargs=2, metavar=("IMAGES_DIR", "MASKS_DIR"),
                    help="labelled source set of a similar class for the transfer route")
@@ -83,7 +86,24 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     for k, v in given.items():  # a JSON setting survives unless the option was changed from its default
         if k not in base or v != defaults[k]:
             base[k] = v
+    if args.init_option:
+        base["init_options"] = {**base.get("init_options", {}), **_key_values(args.init_option, "--init-option")}
     return RunConfig.from_dict(base)
+
+
+def _key_values(items: list[str], flag: str) -> dict:
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def load_target(args: argparse.Namespace):
