@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from core.config import check_known_fields
+
 ROUTES = ("auto", "transfer", "otsu", "cam", "grabcut")
 """Names accepted by ``make_initial_masks(route=...)``."""
 
@@ -147,10 +149,7 @@ class InitConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "InitConfig":
         """Build from a plain mapping (e.g. JSON); unknown keys raise listing the known ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown InitConfig field(s) {unknown}; known fields: {sorted(known)}")
+        check_known_fields(cls, data)
         kw = dict(data)
         for key in ("cam_scales", "simple_stems"):
             if kw.get(key) is not None:

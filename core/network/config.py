@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from core.config import check_known_fields
+
 BACKBONES: tuple[str, ...] = ("mobilenet_v2", "resnet50", "resnet101")
 """Backbone names accepted by :func:`core.network.factory.build_model`."""
 
@@ -79,10 +81,7 @@ class GFNConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "GFNConfig":
         """Build from a mapping; unknown keys are refused with the list of known ones."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"unknown GFNConfig field(s) {unknown}; known fields: {known}")
+        check_known_fields(cls, data)
         return cls(**dict(data))
 
     @classmethod

@@ -12,6 +12,7 @@ import numpy as np
 from core.postprocess.crf import dense_crf
 from core.postprocess.grabcut import grabcut_refine
 from core.postprocess.guided import guided_refine
+from core.config import check_known_fields
 
 METHODS = ("none", "grabcut", "crf", "guided")
 
@@ -40,10 +41,7 @@ class PostprocessConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PostprocessConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown PostprocessConfig field(s) {unknown}; known fields: {sorted(known)}")
+        check_known_fields(cls, data)
         return cls(**data)
 
 

@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from core.config import check_known_fields
+
 INIT_ROUTES = ("auto", "transfer", "otsu", "cam", "grabcut")
 POSTPROCESS_METHODS = ("none", "grabcut", "crf", "guided")
 SELECT_BY = ("label_free", "gt")
@@ -137,10 +139,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
         """Build from a dict; unknown keys raise ``ValueError`` listing the known ones."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"unknown RunConfig setting(s) {unknown}; known settings: {known}")
+        check_known_fields(cls, data, noun="setting")
         return cls(**dict(data))
 
     def replace(self, **changes: Any) -> "RunConfig":

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from core.config import check_known_fields
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
@@ -79,10 +81,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known fields: {known}")
+        check_known_fields(cls, data)
         data = dict(data)
         if "scale_range" in data:
             data["scale_range"] = tuple(data["scale_range"])
