@@ -84,7 +84,7 @@ def per_image_seconds(result) -> dict:
     return {k: round(v, 3) for k, v in out.items()}
 
 
-INIT_KEYS = ("init", "init_options", "seed")
+INIT_KEYS = ("init", "init_options", "init_postprocess", "postprocess", "seed")
 """RunConfig keys that decide round 0: a round 0 may be reused between runs that agree on them."""
 
 

@@ -24,7 +24,7 @@ def _train_config(cfg: InitConfig):
     if cfg.num_threads is not None:
         opts["num_threads"] = cfg.num_threads
     opts.update(cfg.train)
-    return TrainConfig.from_dict(opts) if hasattr(TrainConfig, "from_dict") else TrainConfig(**opts)
+    return TrainConfig.from_dict(opts)
 
 
 def gfn_config(cfg: InitConfig, num_classes: int):

@@ -102,7 +102,8 @@ def source_pairs(dataset: Dataset, source: Dataset | None, config: RunConfig) ->
 
 def train_round_model(dataset: Dataset, run_dir: Path, index: int, config: RunConfig,
                       pairs: list[tuple[Path, np.ndarray]], progress: Progress | None):
-    """Build (fresh or warm-started), train and checkpoint round ``index``'s network."""
+    """Build (fresh or warm-started), train and checkpoint round ``index``'s network; returns
+    ``(model, {"epochs", "steps", "loss_per_epoch"})`` (the summary goes into the round's provenance)."""
     from core.network.checkpoint import load_checkpoint, save_checkpoint
     from core.network.factory import build_model
     from core.training.trainer import train
@@ -121,7 +122,8 @@ def train_round_model(dataset: Dataset, run_dir: Path, index: int, config: RunCo
              "postprocess": config.postprocess, "max_side": config.max_side, "tta_flip": config.tta_flip,
              "consistency": config.consistency}
     save_checkpoint(rundir.round_dir(run_dir, index) / "model.pt", model, gcfg, dataset.classmap, extra=extra)
-    return model
+    return model, {"epochs": result.epochs_done, "steps": result.iterations,
+                   "loss_per_epoch": [round(float(v), 4) for v in result.losses]}
 
 
 def predict_round(dataset: Dataset, prev_path: Path, index: int, config: RunConfig, model,
@@ -179,7 +181,7 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
     extra = source_pairs(dataset, source, config)
     log.info("round %d: training on %d of %d images%s", index, len(pairs), len(dataset),
              f" + {len(extra)} labelled source images" if extra else "")
-    model = train_round_model(dataset, run_dir, index, config, pairs + extra, progress)
+    model, training = train_round_model(dataset, run_dir, index, config, pairs + extra, progress)
     seconds["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -204,6 +206,6 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
     provenance = {"route": prev_prov.get("route"), "round": index,
                   "model": f"{config.backbone}/round_{index:02d}", "engine": __version__,
                   "trained_on": len(pairs), "source_images": len(extra), "checkpoint": "model.pt",
-                  "area_shift": shift}
+                  "area_shift": shift, "training": training}
     rec.write_scores(round_path, records, provenance)
     return {"seconds": seconds, "provenance": provenance, "records": records}
