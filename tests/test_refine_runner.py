@@ -111,6 +111,21 @@ def test_resume_of_a_finished_run_does_no_work(finished, example, monkeypatch):
     assert _mask_bytes(again.final_masks_dir) == before
 
 
+def test_resume_with_more_rounds_continues_a_finished_run(finished, example, tmp_path):
+    """A finished 1-round run resumed with ``rounds=2`` equals the uninterrupted 2-round run."""
+    run = tmp_path / "more"
+    one = run_autolabel(example, run, TINY.replace(rounds=1))
+    assert [r.index for r in one.rounds] == [0, 1] and one.stopped_reason == "max rounds"
+    with pytest.raises(ValueError, match=r"differing keys: \['epochs'\]"):
+        run_autolabel(example, run, TINY.replace(epochs=2), resume=True)
+    more = run_autolabel(example, run, TINY, resume=True)
+    assert [r.index for r in more.rounds] == [0, 1, 2]
+    for r in finished.rounds:
+        assert _mask_bytes(more.round(r.index).masks_dir) == _mask_bytes(r.masks_dir)
+    assert _mask_bytes(more.final_masks_dir) == _mask_bytes(finished.final_masks_dir)
+    assert load_run(run).config.rounds == TINY.rounds
+
+
 def test_overwrite_replaces_only_the_run_files(example, tmp_path):
     out = tmp_path / "run"
     out.mkdir()

@@ -39,7 +39,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         f"(default {d.source_images})")
     p.add_argument("--gt", metavar="MASKS_DIR",
                    help="ground-truth masks <stem>.png, only to report quality (default: masks/ beside images/)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN_DIR")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in RUN_DIR, or a finished one with a higher --rounds")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in RUN_DIR")
     g = p.add_argument_group("settings")
     g.add_argument("--backbone", default=d.backbone, help=f"(default {d.backbone})")

@@ -157,6 +157,7 @@ def prepare(run_dir: Path, config: RunConfig, dataset: Dataset, *, resume: bool,
     existing = [p for p in run_dir.iterdir()] if run_dir.is_dir() else []
     if existing and resume and (run_dir / CONFIG).is_file():
         _check_same(run_dir, config, dataset)
+        write_json(run_dir / CONFIG, config.to_dict())
         done = finished_rounds(run_dir)
         _remove_unfinished(run_dir, keep=set(done))
         log.info("resuming %s after %s", run_dir, f"round {done[-1]}" if done else "no finished round")
@@ -177,9 +178,14 @@ def prepare(run_dir: Path, config: RunConfig, dataset: Dataset, *, resume: bool,
     return 0
 
 
+RESUME_MAY_CHANGE = ("rounds",)
+"""Settings a resumed run may change: they decide when to stop, never what a round computes
+(``--resume --rounds 5`` continues a finished 3-round run)."""
+
+
 def _check_same(run_dir: Path, config: RunConfig, dataset: Dataset) -> None:
     saved = RunConfig.from_dict(read_json(run_dir / CONFIG))
-    diff = config.differences(saved)
+    diff = [k for k in config.differences(saved) if k not in RESUME_MAY_CHANGE]
     if diff:
         detail = ", ".join(f"{k}: saved {saved.to_dict()[k]!r} vs now {config.to_dict()[k]!r}" for k in diff)
         raise ValueError(f"cannot resume {run_dir} with a different config; differing keys: {diff} ({detail}). "
