@@ -220,3 +220,18 @@ def test_round_0_of_a_network_route_is_post_processed(tmp_path, monkeypatch):
     calls.clear()
     run_autolabel(target, tmp_path / "grabcut", TINY.replace(rounds=0, postprocess="crf"))
     assert calls == [], "GrabCut-based routes keep their own masks"
+
+
+def test_training_crop_matches_the_prediction_scale(example, tmp_path, caplog):
+    """Rounds train on crops no larger than ``max_side`` (no padding-only crops), and a crop smaller than
+    ``max_side`` (whole images labelled at a scale the network never saw) is warned about."""
+    from core.refine.refine_round import train_config
+
+    assert train_config(TINY.replace(max_side=32, crop_size=48), 1).crop_size == 32
+    assert train_config(TINY.replace(max_side=None, crop_size=48), 1).crop_size == 48
+    assert RunConfig().crop_size >= RunConfig().max_side
+    with caplog.at_level("WARNING", logger="core.refine.runner"):
+        run_autolabel(example, tmp_path / "ok", TINY.replace(rounds=0, max_side=48, crop_size=48))
+        assert not [r for r in caplog.records if "crop_size" in r.getMessage()]
+        run_autolabel(example, tmp_path / "warned", TINY.replace(rounds=0, max_side=64, crop_size=48))
+    assert [r for r in caplog.records if "crop_size 48 is smaller than max_side 64" in r.getMessage()]

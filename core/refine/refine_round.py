@@ -34,12 +34,18 @@ def gfn_config(config: RunConfig, num_classes: int):
                                 **config.network_options, "num_classes": num_classes})
 
 
+def crop_size(config: RunConfig) -> int:
+    """The training crop: ``config.crop_size``, but no larger than ``max_side`` (a larger crop would only
+    add padding around every image)."""
+    return config.crop_size if config.max_side is None else min(config.crop_size, config.max_side)
+
+
 def train_config(config: RunConfig, index: int):
     from core.training.trainer import TrainConfig
 
     return TrainConfig.from_dict({
         "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr, "step_epochs": config.step_epochs,
-        "crop_size": config.crop_size, "seed": config.seed + index, "max_side": config.max_side,
+        "crop_size": crop_size(config), "seed": config.seed + index, "max_side": config.max_side,
         "num_threads": config.num_threads, **config.train_options})
 
 

@@ -145,6 +145,10 @@ def run_autolabel(dataset: Dataset, out_dir: str | Path, config: RunConfig = Run
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     _check_dataset(dataset)
+    if config.max_side is not None and config.crop_size < config.max_side:
+        log.warning("crop_size %d is smaller than max_side %d: each round's network trains on crops and then "
+                    "labels whole images of up to %d px, a scale it has not seen (on ecssd this cost 0.19 mIoU); "
+                    "set crop_size >= max_side", config.crop_size, config.max_side, config.max_side)
     run_dir = Path(out_dir)
     start = rundir.prepare(run_dir, config, dataset, resume=resume, overwrite=overwrite)
     infos = [read_round(run_dir, r) for r in range(start)]
