@@ -32,6 +32,9 @@ pytestmark = pytest.mark.slow
 
 N_IMAGES = 12
 IOU_FLOOR = 0.70
+TRAINED_IOU_FLOOR = 0.60
+"""The model trained on 3 human masks + 9 pseudo-labels (measured 0.874; all background, 0.0, while the
+rounds trained on 192-px crops of these 96-px images, padding all around)."""
 """Mean foreground IoU of the first predictions (initial route, task labels given) over the 12
 example images, plain and cluttered backgrounds; measured ~0.8 on this machine."""
 # After the short training round (2 epochs = 4 SGD steps on 12 images) the IoU is only reported:
@@ -146,7 +149,8 @@ def test_label_studio_end_to_end(tmp_path):
             mask = prediction_mask(pred["result"], CLASSES, (96, 96))
             assert set(np.unique(mask)) <= {0, CMAP.index(s.labels[0])}
             trained_ious.append(iou(mask > 0, s.load_mask() > 0))
-        print(f"after training: mean IoU {np.mean(trained_ious):.3f} (reported, no floor)")
+        print(f"after training: mean IoU {np.mean(trained_ious):.3f} (floor {TRAINED_IOU_FLOOR})")
+        assert np.mean(trained_ious) >= TRAINED_IOU_FLOOR, trained_ious
         info = json.loads((tmp_path / "models" / str(project) / "current.json").read_text())
         assert info["model_version"] == new_version
         assert (info["n_human"], info["n_pseudo"]) == (3, N_IMAGES - 3)
