@@ -149,7 +149,8 @@ class Engine:
             else:
                 log.info("not warm-starting: classes %s -> %s", list(prev.classmap.names), list(classmap.names))
         t0 = time.perf_counter()
-        result = train(model, list(pairs), train_config(cfg, round_index), progress=progress)
+        pairs = list(pairs)
+        result = train(model, pairs, train_config(cfg, round_index, pairs), progress=progress)
         if result.stopped_reason == "interrupted":
             raise RuntimeError("training was interrupted")
         model.eval()

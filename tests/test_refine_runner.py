@@ -229,6 +229,9 @@ def test_training_crop_matches_the_prediction_scale(example, tmp_path, caplog):
 
     assert train_config(TINY.replace(max_side=32, crop_size=48), 1).crop_size == 32
     assert train_config(TINY.replace(max_side=None, crop_size=48), 1).crop_size == 48
+    small = [("a.png", np.zeros((20, 30), np.uint8)), ("b.png", np.zeros((40, 24), np.uint8))]
+    assert train_config(TINY.replace(max_side=None, crop_size=48), 1, small).crop_size == 40
+    assert train_config(TINY.replace(max_side=32, crop_size=48), 1, small).crop_size == 32
     assert RunConfig().crop_size >= RunConfig().max_side
     with caplog.at_level("WARNING", logger="core.refine.runner"):
         run_autolabel(example, tmp_path / "ok", TINY.replace(rounds=0, max_side=48, crop_size=48))

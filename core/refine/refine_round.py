@@ -34,18 +34,29 @@ def gfn_config(config: RunConfig, num_classes: int):
                                 **config.network_options, "num_classes": num_classes})
 
 
-def crop_size(config: RunConfig) -> int:
-    """The training crop: ``config.crop_size``, but no larger than ``max_side`` (a larger crop would only
-    add padding around every image)."""
-    return config.crop_size if config.max_side is None else min(config.crop_size, config.max_side)
+def crop_size(config: RunConfig, pairs: list[tuple[Any, np.ndarray]] | None = None) -> int:
+    """The training crop: ``config.crop_size``, but no larger than the longest side the network is
+    shown (``max_side``, and the largest training image's longer side, from ``pairs``' labels).
+
+    A crop larger than the images is mostly padding: ignored by the loss, but it shifts the head's
+    BatchNorm statistics, and the Label Studio backend's network trained on 192-pixel crops of
+    96-pixel images predicted background only (0.874 mean IoU with the crop capped)."""
+    crop = config.crop_size
+    if config.max_side is not None:
+        crop = min(crop, config.max_side)
+    if pairs:
+        longest = max(max(np.asarray(label).shape[:2]) for _, label in pairs)
+        crop = min(crop, longest if config.max_side is None else min(longest, config.max_side))
+    return max(int(crop), 16)
 
 
-def train_config(config: RunConfig, index: int):
+def train_config(config: RunConfig, index: int, pairs: list[tuple[Any, np.ndarray]] | None = None):
+    """The round's ``TrainConfig``; with ``pairs`` the crop is capped at the largest training image."""
     from core.training.trainer import TrainConfig
 
     return TrainConfig.from_dict({
         "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr, "step_epochs": config.step_epochs,
-        "crop_size": crop_size(config), "seed": config.seed + index, "max_side": config.max_side,
+        "crop_size": crop_size(config, pairs), "seed": config.seed + index, "max_side": config.max_side,
         "num_threads": config.num_threads, **config.train_options})
 
 
@@ -120,7 +131,7 @@ def train_round_model(dataset: Dataset, run_dir: Path, index: int, config: RunCo
     prev_ckpt = rundir.round_dir(run_dir, index - 1) / "model.pt"
     if config.warm_start and prev_ckpt.is_file():
         model.load_state_dict(load_checkpoint(prev_ckpt).model.state_dict())
-    result = train(model, pairs, train_config(config, index), progress=_stage(progress, index))
+    result = train(model, pairs, train_config(config, index, pairs), progress=_stage(progress, index))
     if result.stopped_reason == "interrupted":  # the trainer swallows Ctrl-C; the round must not finish
         raise KeyboardInterrupt(f"training of round {index} interrupted")
     model.eval()
