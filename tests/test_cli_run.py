@@ -119,3 +119,16 @@ def test_demo_writes_table_coco_overlays_and_plot(tmp_path, monkeypatch, capsys)
     assert len(list((out / "overlays").glob("*.png"))) == 3
     assert main(["demo", "--out", str(out), "--n", "3", "--size", "48", "--rounds", "1", "--no-progress"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_run_options_reach_the_run_config(tmp_path):
+    import argparse
+
+    from core.cli.run_cmd import add_parser, config_from_args
+
+    parser = add_parser(argparse.ArgumentParser().add_subparsers())
+    args = parser.parse_args(["--images", "i", "--class", "horse", "--out", str(tmp_path / "r"),
+                              "--no-init-postprocess", "--crop-size", "200", "--max-side", "200"])
+    cfg = config_from_args(args)
+    assert (cfg.init_postprocess, cfg.crop_size, cfg.max_side) == (False, 200, 200)
+    assert config_from_args(parser.parse_args(["--images", "i", "--class", "horse", "--out", "r"])).init_postprocess

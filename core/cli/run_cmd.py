@@ -45,11 +45,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g = p.add_argument_group("settings")
     g.add_argument("--backbone", default=d.backbone, help=f"(default {d.backbone})")
     g.add_argument("--no-pretrained", action="store_true", help="do not start from ImageNet weights")
+    g.add_argument("--no-init-postprocess", action="store_true",
+                   help="keep round 0 of the network routes (transfer, otsu) as the network's argmax instead "
+                        "of post-processing it")
     g.add_argument("--postprocess", default=d.postprocess, metavar="METHOD[+METHOD]",
                    help=f"post-processing every round: {', '.join(POSTPROCESS_METHODS)} or a chain such as "
                         f"crf+grabcut (default {d.postprocess})")
     g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per round (default {d.epochs})")
-    g.add_argument("--crop-size", type=int, default=d.crop_size, help=f"(default {d.crop_size})")
+    g.add_argument("--crop-size", type=int, default=d.crop_size,
+                   help=f"training crop; keep it >= --max-side so rounds train at the scale they label "
+                        f"(default {d.crop_size})")
     g.add_argument("--max-side", type=int, default=d.max_side,
                    help=f"work at this longest side; 0 = full size (default {d.max_side})")
     g.add_argument("--area", nargs=2, type=float, default=(d.area_min, d.area_max), metavar=("MIN", "MAX"),
@@ -81,7 +86,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "postprocess": args.postprocess, "epochs": args.epochs, "crop_size": args.crop_size,
         "max_side": args.max_side or None, "area_min": args.area[0], "area_max": args.area[1],
         "select_by": args.select_by, "seed": args.seed, "num_threads": args.threads,
-        "source_images": args.source_images,
+        "source_images": args.source_images, "init_postprocess": not args.no_init_postprocess,
     }
     defaults = RunConfig().to_dict()
     for k, v in given.items():  # a JSON setting survives unless the option was changed from its default
