@@ -34,7 +34,7 @@ class RunConfig:
     """Keyword settings for ``core.initial.InitConfig`` (refused there if unknown)."""
     init_postprocess: bool = True
     """Run ``postprocess`` on round 0 too when its masks come from a network (routes ``transfer`` and
-    ``otsu``): the transfer network's argmax on weizmann_horse went from 0.752 to 0.827 mIoU with
+    ``otsu``): round 0 of the transfer network on weizmann_horse went from 0.752 to 0.847 mIoU with
     ``crf+grabcut``. The GrabCut-based routes' masks are kept as they are."""
     # rounds and network
     rounds: int = 3
@@ -56,8 +56,9 @@ class RunConfig:
     crop would be padding only). Keep it at least ``max_side``: the network then trains on whole images,
     at the scale it labels them. With crops of 192 from 256-pixel images the round-1 network on
     ecssd (500 images) fell from 0.80 (its GrabCut labels) to 0.68 mIoU, and to 0.43 after 10
-    epochs: it learnt where the centred training objects sat inside a crop, and predicted
-    garbage on the larger whole image. Crop 256 gave 0.87 (``docs/RESULTS.md``)."""
+    epochs: it learnt where the centred training objects sat inside a crop, which does not hold on
+    the larger whole image (0.20 at 256 px against 0.68 at 192). Crop 256 gave 0.87
+    (``docs/RESULTS.md``)."""
     max_side: int | None = 256
     """Images are resized so the longer side is at most this many pixels for training and prediction
     (masks are always written at the image's own size); ``None`` keeps full resolution."""

@@ -11,8 +11,8 @@ import numpy as np
 
 from core import __version__
 from core.data.dataset import Dataset
-from core.refine import records as rec
 from core.io.images import read_image
+from core.refine import records as rec
 from core.refine.config import RunConfig
 from core.refine.postchain import postprocess
 
