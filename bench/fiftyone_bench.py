@@ -8,8 +8,8 @@ Builds the built-in example (``--n`` images) as a FiftyOne dataset on a temporar
 delegated operation (queued, then executed by ``DelegatedOperationService`` in this process, like
 ``fiftyone delegated launch``). Prints machine info, the settings, per-round engine seconds and
 mIoU, and the wall time split into engine and plugin overhead (building the target, writing the
-fields, storing the run); ``--out`` also writes it as JSON. ``--set crop_size=96`` suits the 96 px
-example images (the default crop, 224, would pad every crop to more than 5x the pixels).
+fields, storing the run); ``--out`` also writes it as JSON. (The engine caps its training crop at the images' size, so
+the 96 px example trains on 96 px crops without ``--set crop_size=96``.)
 """
 
 from __future__ import annotations
@@ -40,19 +40,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def parse_settings(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def machine_info() -> dict:
     import fiftyone as fo
     import torch
@@ -79,7 +66,9 @@ def main(argv=None) -> int:
     from core.data.example import make_example
     from core.refine.config import RunConfig
 
-    engine = parse_settings(args.set)
+    from core.config import parse_key_values
+
+    engine = parse_key_values(args.set)
     config = RunConfig.from_dict({**engine, "init": args.init, "rounds": args.rounds})
     info = machine_info()
     print("machine:", json.dumps(info))

@@ -68,19 +68,6 @@ def load_setting(name: str, data: Path, limit: int | None):
     return ds, source
 
 
-def parse_sets(pairs: list[str]) -> dict:
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise SystemExit(f"--set expects key=value, got {p!r}")
-        k, v = p.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
 def per_image_seconds(result) -> dict:
     n = max(len(result.rounds[0].scores), 1)
     out: dict[str, float] = {}
@@ -174,9 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from core.config import parse_key_values
+
+    try:
+        overrides = parse_key_values(args.set)
+    except ValueError as exc:
+        p.error(str(exc))
     info = machine_info()
     print(f"machine: {json.dumps(info)}", flush=True)
-    overrides = parse_sets(args.set)
     reports = [run_setting(n, args.data, args.out, overrides, args.limit, args.resume, args.reuse_init)
                for n in args.settings]
     print("\n=== summary (route x round: mIoU / mean image IoU)")

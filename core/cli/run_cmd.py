@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from core.cli import CLIError
+from core.config import parse_key_values
 from core.refine.config import INIT_ROUTES, POSTPROCESS_METHODS, SELECT_BY, RunConfig
 
 
@@ -93,23 +94,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         if k not in base or v != defaults[k]:
             base[k] = v
     if args.init_option:
-        base["init_options"] = {**base.get("init_options", {}), **_key_values(args.init_option, "--init-option")}
+        base["init_options"] = {**base.get("init_options", {}), **parse_key_values(args.init_option, "--init-option")}
     return RunConfig.from_dict(base)
-
-
-def _key_values(items: list[str], flag: str) -> dict:
-    import json
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CLIError(f"{flag} expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def load_target(args: argparse.Namespace):

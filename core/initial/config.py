@@ -12,8 +12,10 @@ ROUTES = ("auto", "transfer", "otsu", "cam", "grabcut")
 """Names accepted by ``make_initial_masks(route=...)``."""
 
 COARSE_MAPS = ("auto", "cam", "topk", "activation", "centre")
-BOX_MODES = ("map", "centre", "union")
 """Sources of the coarse foreground map that seeds GrabCut (see ``InitConfig.coarse``)."""
+
+BOX_MODES = ("map", "centre", "union")
+"""GrabCut's box (see ``InitConfig.box_mode``)."""
 
 CAM_SOURCES = ("auto", "imagenet", "trained")
 OTSU_FEATURES = ("border_distance", "gray")

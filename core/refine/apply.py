@@ -15,7 +15,7 @@ import numpy as np
 from core.classmap import ClassMap
 from core.refine import filters
 
-from core.refine.threads import torch_threads
+from core.initial.common import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Labeller:
 
     def __init__(self, model, classmap: ClassMap, *, postprocess: str = "crf+grabcut", tta_flip: bool = True,
                  max_side: int | None = 256, num_threads: int | None = None, consistency: str = "objectness"):
-        from core.refine.postchain import parse_chain
+        from core.refine.config import CONSISTENCY, parse_chain
 
         parse_chain(postprocess)
         self.model = model.eval()
@@ -40,8 +40,8 @@ class Labeller:
         self.tta_flip = tta_flip
         self.max_side = max_side
         self.num_threads = num_threads
-        if consistency not in filters.CONSISTENCY:
-            raise ValueError(f"consistency {consistency!r} is unknown; choose one of {list(filters.CONSISTENCY)}")
+        if consistency not in CONSISTENCY:
+            raise ValueError(f"consistency {consistency!r} is unknown; choose one of {list(CONSISTENCY)}")
         self.consistency = consistency
 
     @classmethod

@@ -17,6 +17,19 @@ from core.config import check_known_fields
 INIT_ROUTES = ("auto", "transfer", "otsu", "cam", "grabcut")
 POSTPROCESS_METHODS = ("none", "grabcut", "crf", "guided")
 SELECT_BY = ("label_free", "gt")
+CONSISTENCY = ("objectness", "background")
+"""Category-consistency modes (``core.refine.filters.consistent_probs``)."""
+
+
+def parse_chain(spec: str) -> tuple[str, ...]:
+    """A post-processing chain: ``"crf+grabcut"`` -> ``("crf", "grabcut")``; ``ValueError`` naming an
+    unknown step (``core.refine.postchain`` runs it)."""
+    steps = tuple(p.strip() for p in str(spec).split("+"))
+    bad = [p for p in steps if p not in POSTPROCESS_METHODS]
+    if bad or not steps:
+        raise ValueError(f"postprocess {spec!r} is unknown: unknown step(s) {bad}; use one of "
+                         f"{list(POSTPROCESS_METHODS)} or several joined by '+', e.g. 'crf+grabcut'")
+    return steps
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,12 +125,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.init not in INIT_ROUTES:
             raise ValueError(f"init route {self.init!r} is unknown; choose one of {list(INIT_ROUTES)}")
-        steps = str(self.postprocess).split("+")
-        if not all(p in POSTPROCESS_METHODS for p in steps):
-            raise ValueError(f"postprocess {self.postprocess!r} is unknown; choose one of {list(POSTPROCESS_METHODS)} "
-                             f"or a chain joined by '+' (e.g. 'crf+grabcut')")
-        if self.consistency not in ("objectness", "background"):
-            raise ValueError(f"consistency {self.consistency!r} is unknown; choose 'objectness' or 'background'")
+        parse_chain(self.postprocess)
+        if self.consistency not in CONSISTENCY:
+            raise ValueError(f"consistency {self.consistency!r} is unknown; choose one of {list(CONSISTENCY)}")
         if self.select_by not in SELECT_BY:
             raise ValueError(f"select_by {self.select_by!r} is unknown; choose one of {list(SELECT_BY)}")
         if not isinstance(self.rounds, int) or self.rounds < 0:

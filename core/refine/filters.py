@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from core.classmap import IGNORE_INDEX
+from core.refine.config import CONSISTENCY
 
 
 def _check_mask(mask: np.ndarray, name: str = "mask") -> None:
@@ -43,9 +44,6 @@ def consistent_mask(mask: np.ndarray, allowed: Sequence[int]) -> np.ndarray:
     _check_mask(mask)
     keep = np.isin(mask, list(allowed) + [IGNORE_INDEX])
     return np.where(keep, mask, 0).astype(np.uint8)
-
-
-CONSISTENCY = ("objectness", "background")
 
 
 def consistent_probs(probs: np.ndarray, allowed: Sequence[int], mode: str = "objectness") -> np.ndarray:

@@ -9,17 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.refine.config import POSTPROCESS_METHODS
+from core.refine.config import parse_chain
 
-
-def parse_chain(spec: str) -> tuple[str, ...]:
-    """``"crf+grabcut"`` -> ``("crf", "grabcut")``; ``ValueError`` naming an unknown step."""
-    steps = tuple(p.strip() for p in str(spec).split("+"))
-    bad = [p for p in steps if p not in POSTPROCESS_METHODS]
-    if bad or not steps:
-        raise ValueError(f"postprocess {spec!r}: unknown step(s) {bad}; use one of {list(POSTPROCESS_METHODS)} "
-                         f"or several joined by '+', e.g. 'crf+grabcut'")
-    return steps
+__all__ = ["MIN_KEEP", "parse_chain", "postprocess"]
 
 
 MIN_KEEP = 0.25

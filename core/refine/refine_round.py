@@ -16,6 +16,7 @@ import torch
 
 from core import __version__
 from core.data.dataset import Dataset
+from core.initial.transfer import binarise_source_mask
 from core.io.images import read_image
 from core.refine import calibrate, filters, rundir
 from core.refine import records as rec
@@ -41,12 +42,9 @@ def crop_size(config: RunConfig, pairs: list[tuple[Any, np.ndarray]] | None = No
     A crop larger than the images is mostly padding: ignored by the loss, but it shifts the head's
     BatchNorm statistics, and the Label Studio backend's network trained on 192-pixel crops of
     96-pixel images predicted background only (0.874 mean IoU with the crop capped)."""
-    crop = config.crop_size
-    if config.max_side is not None:
-        crop = min(crop, config.max_side)
+    crop = config.crop_size if config.max_side is None else min(config.crop_size, config.max_side)
     if pairs:
-        longest = max(max(np.asarray(label).shape[:2]) for _, label in pairs)
-        crop = min(crop, longest if config.max_side is None else min(longest, config.max_side))
+        crop = min(crop, max(max(np.asarray(label).shape[:2]) for _, label in pairs))
     return max(int(crop), 16)
 
 
@@ -111,9 +109,7 @@ def source_pairs(dataset: Dataset, source: Dataset | None, config: RunConfig) ->
     out = []
     for i in pick:
         m = pool[i].load_mask()
-        if not same:
-            m = np.where(m == 255, 255, (m > 0).astype(np.uint8)).astype(np.uint8)
-        out.append((Path(pool[i].image_path), m))
+        out.append((Path(pool[i].image_path), m if same else binarise_source_mask(m)))
     return out
 
 

@@ -114,12 +114,12 @@ def save_probs(path: Path, probs: np.ndarray, classes: list[int]) -> np.ndarray:
     buf = io.BytesIO()
     np.savez_compressed(buf, q=q, classes=np.asarray(classes, dtype=np.int32), k=np.int32(probs.shape[0]))
     write_bytes_atomic(path, buf.getvalue())
-    return _dequantise(q, classes, probs.shape[0])
+    return dequantise_probs(q, classes, probs.shape[0])
 
 
 def load_probs(path: Path) -> np.ndarray:
     with np.load(path) as z:
-        return _dequantise(z["q"], [int(c) for c in z["classes"]], int(z["k"]))
+        return dequantise_probs(z["q"], [int(c) for c in z["classes"]], int(z["k"]))
 
 
 def quantise_probs(probs: np.ndarray, classes: list[int]) -> np.ndarray:
@@ -129,10 +129,6 @@ def quantise_probs(probs: np.ndarray, classes: list[int]) -> np.ndarray:
 
 def dequantise_probs(q: np.ndarray, classes: list[int], k: int) -> np.ndarray:
     """Inverse of :func:`quantise_probs`: ``(k, H, W) float32``, background = 1 - the rest."""
-    return _dequantise(q, classes, k)
-
-
-def _dequantise(q: np.ndarray, classes: list[int], k: int) -> np.ndarray:
     out = np.zeros((k, *q.shape[1:]), dtype=np.float32)
     out[classes[1:]] = q.astype(np.float32) / 255.0
     out[0] = np.clip(1.0 - out[1:].sum(axis=0), 0.0, 1.0)

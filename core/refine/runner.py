@@ -24,7 +24,7 @@ from core.refine import rundir, stopping
 from core.refine.config import RunConfig
 from core.refine.evaluate import evaluate_round
 
-from core.refine.threads import torch_threads
+from core.initial.common import torch_threads
 
 log = logging.getLogger(__name__)
 
