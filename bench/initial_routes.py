@@ -37,7 +37,7 @@ SETS = {"horse": ("weizmann_horse", "horse"), "ecssd": ("ecssd", "object")}
 VARIANTS: dict[str, tuple[str, dict]] = {
     # name: (route, InitConfig overrides)
     "grabcut-centre": ("grabcut", {"coarse": "centre"}),
-    "cam-raw": ("cam", {"crf_iters": 0}),
+    "cam-raw": ("cam", {"crf": {"iters": 0}}),
     "cam": ("cam", {}),
     "grabcut": ("grabcut", {}),
     "grabcut-mapbox": ("grabcut", {"box_mode": "map", "box_threshold": 0.4, "prob_fg_threshold": 0.5}),

@@ -78,8 +78,14 @@ def per_image_seconds(result) -> dict:
     return {k: round(v, 3) for k, v in out.items()}
 
 
-INIT_KEYS = ("init", "init_options", "init_postprocess", "postprocess", "seed")
-"""RunConfig keys that decide round 0: a round 0 may be reused between runs that agree on them."""
+INIT_KEYS = ("init", "post.chain", "post.params", "seed")
+"""RunConfig settings (dotted names, or sections of them) that decide round 0: a round 0 may be reused
+between runs that agree on them."""
+
+
+def decides_round0(name: str) -> bool:
+    """Whether the dotted setting ``name`` is (inside) one of ``INIT_KEYS``."""
+    return any(name == k or name.startswith(f"{k}.") for k in INIT_KEYS)
 
 
 def seed_round0(run_dir: Path, donor: Path, config, dataset) -> None:
@@ -90,7 +96,7 @@ def seed_round0(run_dir: Path, donor: Path, config, dataset) -> None:
     from core.refine.config import RunConfig
 
     theirs = RunConfig.from_dict(rundir.read_json(donor / rundir.CONFIG))
-    diff = [k for k in config.differences(theirs) if k in INIT_KEYS]
+    diff = [k for k in config.differences(theirs) if decides_round0(k)]
     if diff:
         raise SystemExit(f"--reuse-init {donor}: round 0 was made with different {diff}")
     if not rundir.is_done(donor, 0):

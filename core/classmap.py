@@ -1,10 +1,12 @@
-"""One class map shared by every dataset format: index -> name, 0 = background."""
+"""One class map shared by every dataset format: index -> name, 0 = background; class indices in masks."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from typing import Iterable, Mapping
+
+import numpy as np
 
 BACKGROUND = "background"
 IGNORE_INDEX = 255
@@ -83,3 +85,23 @@ class ClassMap:
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object {{index: name}}, got {type(data).__name__}")
         return cls.from_dict(data)
+
+
+def remap_table(src: ClassMap, dst: ClassMap) -> np.ndarray:
+    """A ``(256,) uint8`` lookup table taking ``src`` indices to ``dst`` indices (255 stays 255).
+
+    Raises ``ValueError`` listing the ``src`` classes that ``dst`` lacks.
+    """
+    missing = [n for n in src.foreground if n not in dst.names]
+    if missing:
+        raise ValueError(f"classes {missing} are not in the class map {list(dst.names)}")
+    lut = np.arange(256, dtype=np.uint8)
+    for i, name in enumerate(src.names):
+        lut[i] = dst.index(name)
+    return lut
+
+
+def present_classes(mask: np.ndarray) -> list[int]:
+    """Foreground class indices present in a mask (0 and 255 excluded), ascending."""
+    counts = np.bincount(mask.ravel(), minlength=256)
+    return [int(v) for v in np.flatnonzero(counts) if v not in (0, IGNORE_INDEX)]

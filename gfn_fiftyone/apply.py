@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from core.classmap import ClassMap
 from gfn_fiftyone import convert, runs
 from gfn_fiftyone.naming import RunNames
+from gfn_fiftyone.progress import ProgressFn
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[float, str], None]
 BATCH = 16
 
 

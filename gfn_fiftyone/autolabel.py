@@ -13,30 +13,30 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from core.refine.config import RunConfig
 from gfn_fiftyone import convert, runs
 from gfn_fiftyone.naming import RunNames
+from gfn_fiftyone.progress import ProgressFn, RunProgress
+
+if TYPE_CHECKING:
+    from core.refine.runner import RoundInfo
 
 log = logging.getLogger(__name__)
-
-ProgressFn = Callable[[float, str], None]
-"""``progress(fraction in [0, 1], label)``."""
 
 RUNS_DIR_ENV = "GFN_FIFTYONE_RUNS_DIR"
 
 
 def make_config(*, init: str = "auto", rounds: int = 3, backbone: str | None = None,
                 engine_options: Mapping[str, Any] | None = None) -> RunConfig:
-    """The engine's ``RunConfig`` from the operator's settings plus any other ``RunConfig`` fields in
-    ``engine_options`` (unknown names raise ``ValueError`` listing the known ones)."""
-    data = dict(engine_options or {})
-    data.update(init=init, rounds=int(rounds))
+    """The engine's ``RunConfig`` from the operator's settings plus any other ``RunConfig`` settings in
+    ``engine_options`` (nested, dotted such as ``train.epochs``, or flat names; unknown names raise
+    ``ValueError`` listing the known ones)."""
+    data = {**(engine_options or {}), "init.route": init, "rounds": int(rounds)}
     if backbone:
-        data["backbone"] = backbone
+        data["network.backbone"] = backbone
     return RunConfig.from_dict(data)
 
 
@@ -74,39 +74,6 @@ def clear_outputs(dataset, names: RunNames) -> None:
     runs.delete_run(dataset, names.run_key)
 
 
-class _Progress:
-    """Engine ``progress(stage, done, total)`` -> overall ``progress(fraction, label)``, throttled,
-    plus a hook when a round is finished on disk (stage ``"rounds"``)."""
-
-    def __init__(self, report: ProgressFn | None, rounds: int, on_round: Callable[[int], None]):
-        self.report = report
-        self.n = rounds + 1
-        self.on_round = on_round
-        self.current = 0
-        self._last = (-1.0, "", 0.0)
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage == "rounds":
-            self.on_round(done)
-            self.current = done + 1
-            self._emit(min(1.0, (done + 1) / self.n), f"round {done} finished", force=True)
-            return
-        m = re.match(r"round (\d+)", stage)
-        if m:
-            self.current = int(m.group(1))
-        frac = (self.current + (done / total if total else 0.0)) / self.n
-        self._emit(min(frac, 1.0), f"{stage} {done}/{total}")
-
-    def _emit(self, frac: float, label: str, force: bool = False) -> None:
-        if self.report is None:
-            return
-        last_frac, last_label, last_t = self._last
-        now = time.monotonic()
-        if force or frac - last_frac >= 0.01 or now - last_t >= 2.0:
-            self._last = (frac, label, now)
-            self.report(frac, label)
-
-
 def round_row(info) -> dict[str, Any]:
     """One round of a ``RunResult`` as a JSON-ready row for the stored run and the panel."""
     gt = info.metrics.get("gt") or {}
@@ -137,7 +104,8 @@ def auto_label(collection, *, output_prefix: str = "gfn", label_field: str | Non
     :class:`convert.TargetProblems` listing unusable samples unless ``skip_missing``.
     Returns a JSON-ready summary (prefix, run folder, rounds, best round, fields written, skipped).
     """
-    from core.refine.runner import load_run, run_autolabel
+    from core.refine import rundir
+    from core.refine.runner import run_autolabel
 
     config = config or RunConfig()
     names = RunNames(output_prefix)
@@ -169,15 +137,22 @@ def auto_label(collection, *, output_prefix: str = "gfn", label_field: str | Non
     log.info("%s run %r on %d samples of '%s' into %s", "resuming" if resume else "starting", output_prefix,
              len(target.dataset), dataset.name, run_dir)
 
-    def on_round(index: int) -> None:
-        write_round(dataset, target, names, load_run(run_dir).round(index))
+    can_resume = resume and (Path(run_dir) / rundir.CONFIG).is_file()
+    first = len(rundir.finished_rounds(Path(run_dir))) if can_resume else 0
+    tracker = RunProgress(progress, config.rounds, first_round=first)
+    written: set[int] = set()
 
-    can_resume = resume and (Path(run_dir) / "config.json").is_file()
+    def on_round(info: RoundInfo) -> None:
+        write_round(dataset, target, names, info)
+        written.add(info.index)
+        tracker.round_finished(info.index)
+
     try:
         result = run_autolabel(target.dataset, run_dir, config, resume=can_resume, overwrite=not can_resume,
-                               progress=_Progress(progress, config.rounds, on_round))
-        for info in result.rounds:
-            write_round(dataset, target, names, info)
+                               progress=tracker, on_round=on_round)
+        for info in result.rounds:  # rounds finished by an earlier, interrupted call
+            if info.index not in written:
+                write_round(dataset, target, names, info)
         best = result.round(result.best_round)
         final = {p.stem: p for p in sorted(result.final_masks_dir.glob("*.png"))}
         convert.write_masks_field(dataset, names.best, final, target.ids, target.classmap)

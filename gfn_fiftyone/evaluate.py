@@ -14,17 +14,16 @@ The scores are merged into the run's stored results under ``evaluations``.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from core.classmap import ClassMap
 from gfn_fiftyone import convert, runs
 from gfn_fiftyone.naming import RunNames
+from gfn_fiftyone.progress import ProgressFn
 
 log = logging.getLogger(__name__)
-
-ProgressFn = Callable[[float, str], None]
 
 
 def round_indices(dataset, names: RunNames) -> list[int]:

@@ -114,7 +114,7 @@ class AutoLabel(foo.Operator):
                   label="Image-level label field", description="Classification or Classifications field giving "
                   "each image's class(es). Leave empty and fill 'label' to give every image one class.")
         inputs.str("label", label="One class for all images", description="Used when no label field is chosen")
-        _dropdown(inputs, "init", list(INIT_ROUTES), label="Initial masks (round 0)", default=d.init,
+        _dropdown(inputs, "init", list(INIT_ROUTES), label="Initial masks (round 0)", default=d.init.route,
                   description="auto picks per image; otsu / grabcut / cam / transfer force one route")
         inputs.int("rounds", label="Refinement rounds", default=d.rounds, min=0, max=20,
                    description="Maximum rounds after round 0 (the run may stop earlier when masks converge)")
@@ -122,7 +122,7 @@ class AutoLabel(foo.Operator):
                    description="Writes <prefix>_round_<k> per round and the best round as <prefix>")
         _dropdown(inputs, "gt_field", convert.fields_of_type(ctx.dataset, ("Segmentation",)),
                   label="Ground truth (optional)", description="Segmentation field used only to report mIoU per round")
-        _dropdown(inputs, "backbone", list(BACKBONES), label="Backbone", default=d.backbone,
+        _dropdown(inputs, "backbone", list(BACKBONES), label="Backbone", default=d.network.backbone,
                   description="Network of the refinement rounds")
         inputs.bool("overwrite", label="Overwrite", default=False,
                     description="Replace the fields and run of this prefix if they exist")

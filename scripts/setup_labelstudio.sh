@@ -18,6 +18,11 @@ LOCK="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/requirements-labelstudio.
 MARKER="$VENV/.gfn-installed-$LS_VERSION-$(sha256sum "$LOCK" | cut -c1-16)"
 TEMPLATE="$VENV/template-data"
 
+# One set-up at a time (parallel callers wait here instead of installing over each other).
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.setup.lock"
+flock 9
+
 if [[ -f "$MARKER" && -x "$VENV/bin/label-studio" ]]; then
     echo "setup_labelstudio: reusing $VENV"
 else

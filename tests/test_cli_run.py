@@ -8,6 +8,8 @@ import pytest
 
 from core.cli import main
 from core.data.example import make_example
+from core.initial.config import InitConfig
+from core.refine.config import RunConfig
 
 FAST = ["--init", "grabcut", "--rounds", "1", "--epochs", "1", "--no-pretrained", "--crop-size", "48",
         "--max-side", "0", "--no-progress"]
@@ -40,7 +42,8 @@ def test_run_prints_the_round_table(run_dir, capsys):
     table = format_table(load_run(run_dir))
     assert "mIoU" in table and "changed" in table and "*" in table
     cfg = json.loads((run_dir / "config.json").read_text())
-    assert cfg["epochs"] == 1 and cfg["init_options"] == {"coarse": "centre", "work_size": 48, "grabcut_iters": 3}
+    assert cfg["train"]["epochs"] == 1
+    assert RunConfig.from_dict(cfg).init.options == InitConfig(coarse="centre", work_size=48, grabcut_iters=3)
     assert (run_dir / "final" / "masks").is_dir() and (run_dir / "round_01" / "DONE").is_file()
 
 
@@ -103,12 +106,12 @@ def test_bad_inputs_give_one_clear_line(example, tmp_path, capsys):
 
 def test_demo_writes_table_coco_overlays_and_plot(tmp_path, monkeypatch, capsys):
     import core.cli.demo_cmd as demo
-    from core.refine.config import RunConfig
+    from core.refine.config import InitSection, NetworkSection, TrainSection
 
     def tiny(rounds, seed):  # the real demo settings take minutes; the wiring is what is tested here
-        return RunConfig(init="grabcut", init_options={"coarse": "centre", "work_size": 48}, rounds=rounds, epochs=1,
-                         batch_size=4, pretrained=False, crop_size=48, max_side=None, seed=seed,
-                         network_options={"aspp_channels": 16, "low_channels": 8})
+        return RunConfig(init=InitSection(route="grabcut", options=InitConfig(coarse="centre", work_size=48)),
+                         rounds=rounds, train=TrainSection(epochs=1, batch_size=4, crop_size=48), max_side=None,
+                         seed=seed, network=NetworkSection(pretrained=False, aspp_channels=16, low_channels=8))
 
     monkeypatch.setattr(demo, "demo_config", tiny)
     out = tmp_path / "demo"
@@ -130,5 +133,5 @@ def test_run_options_reach_the_run_config(tmp_path):
     args = parser.parse_args(["--images", "i", "--class", "horse", "--out", str(tmp_path / "r"),
                               "--no-init-postprocess", "--crop-size", "200", "--max-side", "200"])
     cfg = config_from_args(args)
-    assert (cfg.init_postprocess, cfg.crop_size, cfg.max_side) == (False, 200, 200)
-    assert config_from_args(parser.parse_args(["--images", "i", "--class", "horse", "--out", "r"])).init_postprocess
+    assert (cfg.init.postprocess, cfg.train.crop_size, cfg.max_side) == (False, 200, 200)
+    assert config_from_args(parser.parse_args(["--images", "i", "--class", "horse", "--out", "r"])).init.postprocess

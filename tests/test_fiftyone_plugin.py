@@ -162,7 +162,7 @@ def test_the_run_is_stored_with_its_config_and_metrics(labelled):
     cfg = ds.get_run_info("gfn").config
     assert cfg.method == "gfn_autolabel" and cfg.status == "completed"
     assert cfg.label_field == "ground_truth" and cfg.gt_field == "gt"
-    assert cfg.engine["rounds"] == 1 and cfg.engine["init"] == "grabcut"
+    assert cfg.engine["rounds"] == 1 and cfg.engine["init"]["route"] == "grabcut"
     assert cfg.run_dir == summary["run_dir"]
     res = ds.load_run_results("gfn")
     assert [r["round"] for r in res.rounds] == [0, 1]
@@ -240,6 +240,32 @@ def test_label_for_all_images_without_a_label_field(example, tmp_path):
         assert ds.mask_targets["gfn"] == {0: "background", 1: "star"}
     finally:
         ds.delete()
+
+
+def test_auto_label_writes_rounds_from_the_runner_without_reading_the_run_folder_back(dataset, monkeypatch):
+    import core.refine.runner as runner
+    from gfn_fiftyone.autolabel import auto_label, make_config
+
+    def no_reload(*args, **kwargs):
+        raise AssertionError("auto_label re-read the run folder during the run")
+
+    monkeypatch.setattr(runner, "load_run", no_reload)
+    reports, fields_at_report = [], {}
+
+    def progress(fraction, label):
+        reports.append((fraction, label))
+        if label.endswith(" finished"):
+            fields_at_report[label] = set(dataset.get_field_schema())
+
+    config = make_config(init="grabcut", rounds=1, engine_options=TINY)
+    summary = auto_label(dataset, output_prefix="gfn", label_field="ground_truth", gt_field="gt", config=config,
+                         progress=progress)
+    assert summary["rounds"] == [0, 1]
+    for k in (0, 1):
+        assert f"gfn_round_{k}" in fields_at_report[f"round {k} finished"]  # written before the report
+        assert dataset.exists(f"gfn_round_{k}").count() == len(dataset)
+    assert all(0.0 <= f <= 1.0 for f, _ in reports) and reports[-1][0] == 1.0
+    assert (0.5, "round 0 finished") in reports and (1.0, "round 1 finished") in reports
 
 
 # -------------------------------------------------------------------------------------- resume

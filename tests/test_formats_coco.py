@@ -11,8 +11,8 @@ from pycocotools.coco import COCO
 
 from core.classmap import ClassMap
 from core.data.example import make_example
+from core.data.polygons import mask_to_polygons, polygons_to_mask
 from core.formats import export_masks, load_masks
-from core.formats.polygons import mask_to_polygons, polygons_to_mask
 from core.io.atomic import OutputExistsError
 
 # pycocotools' own annToMask under numpy 2 (not our code)

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from core.data.example import make_example
+from core.data.voc_labelmap import read_labelmap, voc_colormap
 from core.formats import export_masks, load_masks
-from core.formats.voc_labelmap import read_labelmap, voc_colormap
 from core.io.atomic import OutputExistsError
 from core.io.images import ImageReadError, read_image, write_image
 

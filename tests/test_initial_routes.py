@@ -11,9 +11,10 @@ from core.classmap import ClassMap
 from core.data.dataset import Dataset
 from core.data.example import make_example
 from core.initial import ROUTES, InitConfig, InitialResult, initial_mask_for_image, make_initial_masks
+from core.postprocess import CRFParams
 
 # small CNN inputs and few epochs keep the whole file to seconds on 2 CPU cores
-FAST = InitConfig(cam_size=192, cam_flip=False, classifier_epochs=8, num_threads=1, crf_iters=3,
+FAST = InitConfig(cam_size=192, cam_flip=False, classifier_epochs=8, num_threads=1, crf=CRFParams(iters=3),
                   min_train_samples=0)
 
 

@@ -192,7 +192,7 @@ def test_postprocess_chain_parses_and_falls_back_when_a_step_wipes_the_object(mo
     img = np.zeros((20, 20, 3), np.uint8)
     probs = _probs_from(_square(), 2, 0.9)
 
-    def fake(image, p, method):  # "crf" keeps the object, "grabcut" wipes it out
+    def fake(image, p, method, *, config=None):  # "crf" keeps the object, "grabcut" wipes it out
         m = p.argmax(0).astype(np.uint8) if method == "crf" else np.zeros(p.shape[1:], np.uint8)
         return m, p
 

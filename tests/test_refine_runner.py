@@ -12,14 +12,15 @@ from core.data.example import make_example
 from core.io.atomic import OutputExistsError
 from core.io.images import image_size, read_mask
 from core.refine import rundir
-from core.refine.config import RunConfig
+from core.initial.config import InitConfig
+from core.refine.config import InitSection, NetworkSection, RunConfig, TrainSection
 from core.refine.runner import load_run, run_autolabel
 
 CLASSES = ("ellipse", "star")
 
-TINY = RunConfig(init="grabcut", init_options={"coarse": "centre", "work_size": 48}, rounds=2, epochs=1,
-                 batch_size=4, pretrained=False, crop_size=48, max_side=None, num_threads=2,
-                 network_options={"aspp_channels": 16, "low_channels": 8})
+TINY = RunConfig(init=InitSection(route="grabcut", options=InitConfig(coarse="centre", work_size=48)), rounds=2,
+                 train=TrainSection(epochs=1, batch_size=4, crop_size=48), max_side=None, num_threads=2,
+                 network=NetworkSection(pretrained=False, aspp_channels=16, low_channels=8))
 """Seconds per run on CPU: no network for round 0, a narrow random-init GFN, one epoch per round."""
 
 
@@ -69,12 +70,12 @@ def test_round_loop_writes_the_run_folder(finished, example):
 def test_resume_after_interruption_gives_the_same_masks(finished, example, tmp_path):
     out = tmp_path / "resumed"
 
-    def stop_after_round_1(stage, done, total):
-        if stage == "rounds" and done == 1:
+    def stop_after_round_1(info):
+        if info.index == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_autolabel(example, out, TINY, progress=stop_after_round_1)
+        run_autolabel(example, out, TINY, on_round=stop_after_round_1)
     assert rundir.finished_rounds(out) == [0, 1] and not (out / "run.json").exists()
     assert load_run(out).stopped_reason == "interrupted"
 
@@ -85,17 +86,34 @@ def test_resume_after_interruption_gives_the_same_masks(finished, example, tmp_p
     with pytest.raises(KeyboardInterrupt):  # a half-written round must be redone, not trusted
         run_autolabel(example, out, TINY, resume=True, progress=stop_inside_round_2)
     assert rundir.finished_rounds(out) == [0, 1]
-    resumed = run_autolabel(example, out, TINY, resume=True)
+    reported = []
+    resumed = run_autolabel(example, out, TINY, resume=True, on_round=reported.append)
+    assert [r.index for r in reported] == [2], "rounds finished before the resume are not reported again"
     assert resumed.best_round == finished.best_round
     for r in (1, 2):
         assert _mask_bytes(resumed.round(r).masks_dir) == _mask_bytes(finished.round(r).masks_dir)
     assert _mask_bytes(resumed.final_masks_dir) == _mask_bytes(finished.final_masks_dir)
 
 
+def test_on_round_reports_each_round_once_it_is_on_disk(example, tmp_path):
+    out = tmp_path / "run"
+    seen = []
+
+    def on_round(info):
+        assert rundir.is_done(out, info.index), "reported before its DONE marker"
+        assert sorted(p.stem for p in info.masks_dir.glob("*.png")) == sorted(example.stems)
+        seen.append(info)
+
+    result = run_autolabel(example, out, TINY.replace(rounds=1), on_round=on_round)
+    assert [r.index for r in seen] == [0, 1]
+    assert [r.masks_dir for r in seen] == [rundir.round_dir(out, k) / "masks" for k in (0, 1)]
+    assert all(a is b for a, b in zip(seen, result.rounds, strict=True)), "the RoundInfo the result holds"
+
+
 def test_refuses_to_overwrite_and_to_resume_with_another_config(finished, example):
     with pytest.raises(OutputExistsError, match="overwrite"):
         run_autolabel(example, finished.run_dir, TINY)
-    with pytest.raises(ValueError, match=r"differing keys: \['epochs', 'postprocess'\]"):
+    with pytest.raises(ValueError, match=r"differing keys: \['train.epochs', 'post.chain'\]"):
         run_autolabel(example, finished.run_dir, TINY.replace(epochs=2, postprocess="none"), resume=True)
     with pytest.raises(ValueError, match="not both"):
         run_autolabel(example, finished.run_dir, TINY, resume=True, overwrite=True)
@@ -116,7 +134,7 @@ def test_resume_with_more_rounds_continues_a_finished_run(finished, example, tmp
     run = tmp_path / "more"
     one = run_autolabel(example, run, TINY.replace(rounds=1))
     assert [r.index for r in one.rounds] == [0, 1] and one.stopped_reason == "max rounds"
-    with pytest.raises(ValueError, match=r"differing keys: \['epochs'\]"):
+    with pytest.raises(ValueError, match=r"differing keys: \['train.epochs'\]"):
         run_autolabel(example, run, TINY.replace(epochs=2), resume=True)
     more = run_autolabel(example, run, TINY, resume=True)
     assert [r.index for r in more.rounds] == [0, 1, 2]
@@ -194,7 +212,8 @@ def test_round_0_of_a_network_route_is_post_processed(tmp_path, monkeypatch):
     config = TINY.replace(init="transfer", init_options=small, rounds=0, postprocess="crf")
     calls = []
 
-    def spy(image, probs, spec):
+    def spy(image, probs, spec, *, params):
+        assert params == config.post.params
         calls.append(spec)
         full = np.ones(probs.shape[1:], dtype=np.uint8)
         full[:4, :4] = 0
@@ -232,7 +251,7 @@ def test_training_crop_matches_the_prediction_scale(example, tmp_path, caplog):
     small = [("a.png", np.zeros((20, 30), np.uint8)), ("b.png", np.zeros((40, 24), np.uint8))]
     assert train_config(TINY.replace(max_side=None, crop_size=48), 1, small).crop_size == 40
     assert train_config(TINY.replace(max_side=32, crop_size=48), 1, small).crop_size == 32
-    assert RunConfig().crop_size >= RunConfig().max_side
+    assert RunConfig().train.crop_size >= RunConfig().max_side
     with caplog.at_level("WARNING", logger="core.refine.runner"):
         run_autolabel(example, tmp_path / "ok", TINY.replace(rounds=0, max_side=48, crop_size=48))
         assert not [r for r in caplog.records if "crop_size" in r.getMessage()]

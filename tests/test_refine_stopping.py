@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from core.refine.config import RunConfig
+from core.initial.config import InitConfig
+from core.refine.config import FilterSection, InitSection, PostSection, RunConfig, StopSection
 from core.refine.stopping import STOP_CONVERGED, STOP_MAX_ROUNDS, STOP_NO_GAIN, pick_best, stop_reason
 
 
@@ -53,18 +54,18 @@ def test_pick_best():
 
 
 def test_run_config_round_trip_and_refusals():
-    c = RunConfig(rounds=2, init_options={"work_size": 64})
+    c = RunConfig(rounds=2, init=InitSection(options=InitConfig(work_size=64)))
     again = RunConfig.from_dict(json.loads(json.dumps(c.to_dict())))
     assert again == c and again.differences(c) == []
-    assert c.replace(epochs=1).differences(c) == ["epochs"]
+    assert c.replace(epochs=1).differences(c) == ["train.epochs"]
     with pytest.raises(ValueError, match="unknown RunConfig setting.*'epoch'.*known settings"):
         RunConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="postprocess 'blur' is unknown"):
-        RunConfig(postprocess="blur")
+        RunConfig(post=PostSection(chain="blur"))
     with pytest.raises(ValueError, match="area_min"):
-        RunConfig(area_min=0.9, area_max=0.1)
+        RunConfig(filters=FilterSection(area_min=0.9, area_max=0.1))
     with pytest.raises(ValueError, match="select_by"):
-        RunConfig(select_by="oracle")
+        RunConfig(stop=StopSection(select_by="oracle"))
     with pytest.raises(TypeError):
         RunConfig(2)  # keyword-only
 

@@ -1,5 +1,9 @@
 """``gfn-autolabel`` command line: one module per sub-command, each with ``add_parser`` and ``run``.
 
+The engine's own commands are listed in ``COMMANDS``. Other installed packages add theirs through
+the entry-point group ``gfn_autolabel.commands`` (``name = "package.module"`` in their
+``pyproject.toml``), so the engine never names the packages built on it.
+
 Sub-command modules are imported only when their command runs, so ``--help`` stays fast and a
 missing optional dependency of one command does not break the others.
 """
@@ -10,11 +14,14 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from functools import partial
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Callable, Sequence
 
 from core import __version__
 
-# command name -> module under core.cli (or a full dotted path); each exposes
+# command name -> module under core.cli; each exposes
 # ``add_parser(subparsers) -> argparse.ArgumentParser`` and ``run(args) -> int``.
 COMMANDS: dict[str, str] = {
     "run": "core.cli.run_cmd",
@@ -25,15 +32,38 @@ COMMANDS: dict[str, str] = {
     "evaluate": "core.cli.evaluate_cmd",
     "example": "core.cli.example_cmd",
     "demo": "core.cli.demo_cmd",
-    "fiftyone": "gfn_fiftyone.cli",
-    "serve-labelstudio": "labelstudio_backend.cli",
 }
+
+PLUGIN_GROUP = "gfn_autolabel.commands"
+"""Entry-point group through which installed packages add sub-commands (value: the module)."""
 
 log = logging.getLogger("gfn_autolabel")
 
 
 class CLIError(Exception):
     """An error to show the user as one clear line (exit code 2), without a traceback."""
+
+
+def plugin_commands() -> dict[str, Callable[[], ModuleType]]:
+    """``{name: loader}`` for the sub-commands registered under ``PLUGIN_GROUP``, sorted by name.
+
+    A loader imports the command's module when called. A name taken by one of the engine's own
+    commands, or registered twice, is skipped with a warning.
+    """
+    found: dict[str, Callable[[], ModuleType]] = {}
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: (e.name, e.value)):
+        if ep.name in COMMANDS or ep.name in found:
+            log.warning("ignoring sub-command %r = %r from entry-point group %s: the name is already taken",
+                        ep.name, ep.value, PLUGIN_GROUP)
+            continue
+        found[ep.name] = ep.load
+    return found
+
+
+def command_loaders() -> dict[str, Callable[[], ModuleType]]:
+    """``{name: loader}`` for every sub-command: the engine's own first, then the registered ones."""
+    own = {name: partial(importlib.import_module, module) for name, module in COMMANDS.items()}
+    return {**own, **plugin_commands()}
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -46,12 +76,13 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = next((a for a in argv if not a.startswith("-")), None)
-    for name, module in COMMANDS.items():
-        if wanted is not None and wanted in COMMANDS and name != wanted:
+    loaders = command_loaders()
+    for name, load in loaders.items():
+        if wanted is not None and wanted in loaders and name != wanted:
             sub.add_parser(name, help=f"see gfn-autolabel {name} --help")
             continue
         try:
-            mod = importlib.import_module(module)
+            mod = load()
         except ModuleNotFoundError as exc:
             if wanted == name:
                 raise

@@ -9,35 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from core.classmap import ClassMap
 from core.data.dataset import Dataset, Sample
 
 log = logging.getLogger(__name__)
-
-
-class TqdmProgress:
-    """A ``progress(stage, done, total)`` callback drawing one tqdm bar per stage on stderr."""
-
-    def __init__(self) -> None:
-        self._bars: dict = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        bar = self._bars.get(stage)
-        if bar is None:
-            bar = self._bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr, leave=False,
-                                           dynamic_ncols=True)
-        bar.total = total
-        bar.update(done - bar.n)
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
-        self._bars.clear()
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -55,7 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def _infer_classmap(masks) -> ClassMap:
     """Generic names ``class_1``... for the largest index found in ``masks`` (reads them all)."""
-    from core.formats.validate import present_classes
+    from core.classmap import present_classes
 
     top = max((max(present_classes(masks[s]), default=0) for s in masks), default=0)
     log.warning("no class map for these masks (pass --classes classes.json); using class_1..class_%d", top)
@@ -74,8 +51,8 @@ def _dataset_for(kind: str, path: Path, stems: list[str], cmap: ClassMap, images
                              f"{' ...' if len(missing) > 10 else ''}")
         return Dataset(tuple(Sample(stem=s, image_path=files[s]) for s in stems), cmap)
     if kind == "coco":
+        from core.data.coco_file import parse_coco
         from core.data.read_coco import coco_image_root
-        from core.formats.coco_file import parse_coco
 
         coco = parse_coco(path)
         root = coco_image_root(coco, None)
@@ -90,6 +67,7 @@ def _dataset_for(kind: str, path: Path, stems: list[str], cmap: ClassMap, images
 
 def run(args) -> int:
     from core.cli import CLIError
+    from core.cli.progress import ProgressBars
     from core.data.classes import load_classes
     from core.formats import detect_mask_source, export_masks, load_masks
     from core.formats.remap import remap_masks
@@ -106,11 +84,8 @@ def run(args) -> int:
     dataset = _dataset_for(kind, path, list(masks), cmap, args.images)
     if dataset is None and args.to == "voc":
         raise CLIError("--to voc copies the pictures: pass --images DIR")
-    progress = TqdmProgress()
-    try:
+    with ProgressBars() as bars:
         out = export_masks(masks, dataset if dataset is not None else cmap, args.dst, to=args.to,
-                           polygons=args.polygons, overwrite=args.overwrite, progress=progress)
-    finally:
-        progress.close()
+                           polygons=args.polygons, overwrite=args.overwrite, progress=bars)
     print(f"wrote {len(masks)} masks ({kind} -> {args.to}) to {out}")
     return 0

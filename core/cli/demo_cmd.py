@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_SETTINGS = dict(rounds=3, epochs=30, batch_size=8, crop_size=96, max_side=None, step_epochs=20,
-                     init="grabcut", init_options={"coarse": "centre"})
+DEMO_SETTINGS = {"rounds": 3, "max_side": None, "init.route": "grabcut", "init.options.coarse": "centre",
+                 "train.epochs": 30, "train.batch_size": 8, "train.crop_size": 96, "train.step_epochs": 20}
 """Demo RunConfig settings: sized for ~2-4 minutes on two CPU cores with the default example."""
 
 
@@ -39,10 +39,11 @@ def demo_config(rounds: int, seed: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.cli.progress import ProgressBars
     from core.data.example import make_example
     from core.formats import export_masks
     from core.io.atomic import check_can_write
-    from core.refine.report import ProgressBars, format_table
+    from core.refine.report import format_round, format_table
     from core.refine.runner import round_row, run_autolabel
     from core.refine.visualise import plot_rounds, write_overlays
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
           f"in {out / 'example'} (labels.csv = image-level labels; masks/ only to score)", file=sys.stderr)
     with ProgressBars(enabled=not args.no_progress) as bars:
         result = run_autolabel(dataset, run_dir, demo_config(args.rounds, args.seed), overwrite=args.overwrite,
-                               progress=bars)
+                               progress=bars, on_round=lambda info: bars.write(format_round(info)))
     print(format_table(result))
     coco = export_masks(result.masks(), dataset, out / "labels_coco.json", to="coco", overwrite=True)
     overlays = write_overlays(dataset.samples, result.final_masks_dir, out / "overlays", limit=12)

@@ -45,7 +45,7 @@ def format_table(result) -> str:
 
 
 def run(args) -> int:
-    from core.cli.convert_cmd import TqdmProgress
+    from core.cli.progress import ProgressBars
     from core.data.classes import load_classes
     from core.formats import load_masks
     from core.formats.remap import remap_masks
@@ -59,12 +59,9 @@ def run(args) -> int:
             pred = remap_masks(pred, pred_cmap, cmap)
         if gt_cmap is not None and gt_cmap != cmap:
             gt = remap_masks(gt, gt_cmap, cmap)
-    progress = TqdmProgress()
-    try:
+    with ProgressBars() as bars:
         result = evaluate_masks(pred, gt, cmap.num_classes if cmap else None,
-                                list(cmap.names) if cmap else None, tolerance=args.tolerance, progress=progress)
-    finally:
-        progress.close()
+                                list(cmap.names) if cmap else None, tolerance=args.tolerance, progress=bars)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from core.cli import CLIError
+from core.progress import Progress
 
 FORMATS = ("coco", "voc", "png")
 
@@ -29,7 +30,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def export_run(run_dir: str | Path, to: str, out: str | Path | None = None, *, round_index: int | None = None,
-               polygons: bool = False, overwrite: bool = False) -> Path:
+               polygons: bool = False, overwrite: bool = False, progress: Progress | None = None) -> Path:
     """Export the final (or round ``round_index``'s) masks of a run with ``core.formats.export_masks``."""
     from core.formats import export_masks
     from core.refine.runner import load_run
@@ -44,11 +45,14 @@ def export_run(run_dir: str | Path, to: str, out: str | Path | None = None, *, r
     dataset = run.dataset
     dataset = dataset.with_samples([s for s in dataset if s.stem in masks])
     dst = Path(out) if out else default_destination(Path(run_dir), to, round_index)
-    return export_masks(masks, dataset, dst, to=to, polygons=polygons, overwrite=overwrite)
+    return export_masks(masks, dataset, dst, to=to, polygons=polygons, overwrite=overwrite, progress=progress)
 
 
 def run(args: argparse.Namespace) -> int:
-    dst = export_run(args.run_dir, args.to, args.out, round_index=args.round, polygons=args.polygons,
-                     overwrite=args.overwrite)
+    from core.cli.progress import ProgressBars
+
+    with ProgressBars() as bars:
+        dst = export_run(args.run_dir, args.to, args.out, round_index=args.round, polygons=args.polygons,
+                         overwrite=args.overwrite, progress=bars)
     print(f"wrote {args.to} export to {dst}")
     return 0

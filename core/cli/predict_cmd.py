@@ -26,11 +26,11 @@ def run(args) -> int:
     import torch
 
     from core.cli import CLIError
+    from core.cli.progress import ProgressBars
     from core.io.atomic import OutputExistsError
     from core.io.images import list_images, write_mask
     from core.network.checkpoint import load_checkpoint
     from core.training.predict import predict
-    from core.training.progress import TqdmProgress
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -48,13 +48,10 @@ def run(args) -> int:
         )
     ckpt = load_checkpoint(args.model)
     out.mkdir(parents=True, exist_ok=True)
-    bar = TqdmProgress()
-    try:
+    with ProgressBars() as bars:
         preds = predict(ckpt.model, images, batch_size=args.batch_size, tta_flip=args.tta,
-                        max_side=args.max_side, progress=bar)
+                        max_side=args.max_side, progress=bars)
         for target, pred in zip(targets, preds):
             write_mask(target, pred.mask, overwrite=args.overwrite)
-    finally:
-        bar.close()
     print(f"wrote {len(targets)} mask(s) to {out} (classes: {', '.join(ckpt.classmap.names)})")
     return 0

@@ -2,7 +2,7 @@
 
     gfn-autolabel run --images DIR (--class NAME | --labels CSV) --out RUN_DIR [--init ROUTE]
         [--rounds N] [--source IMAGES_DIR MASKS_DIR] [--gt MASKS_DIR] [--resume] [--overwrite]
-        [--backbone B] [--postprocess P] [--epochs E] [--seed S] [--max-side M] ...
+        [--backbone B] [--postprocess P] [--epochs E] [--seed S] [--max-side M] [--set KEY=VALUE] ...
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                      help="one class for every image (use 'object' for class-agnostic foreground)")
     who.add_argument("--labels", metavar="CSV", help="filename,label CSV giving each image's class")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
-    p.add_argument("--init", default=d.init, choices=INIT_ROUTES, help=f"initial-mask route (default {d.init})")
+    p.add_argument("--init", default=d.init.route, choices=INIT_ROUTES,
+                   help=f"initial-mask route (default {d.init.route})")
     p.add_argument("--init-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a core.initial.InitConfig setting, repeatable (e.g. --init grabcut --init-option "
                         "coarse=centre); VALUE is read as JSON when it parses")
@@ -44,58 +45,63 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="continue an interrupted run in RUN_DIR, or a finished one with a higher --rounds")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in RUN_DIR")
     g = p.add_argument_group("settings")
-    g.add_argument("--backbone", default=d.backbone, help=f"(default {d.backbone})")
+    g.add_argument("--backbone", default=d.network.backbone, help=f"(default {d.network.backbone})")
     g.add_argument("--no-pretrained", action="store_true", help="do not start from ImageNet weights")
     g.add_argument("--no-init-postprocess", action="store_true",
                    help="keep round 0 of the network routes (transfer, otsu) as the network's argmax instead "
                         "of post-processing it")
-    g.add_argument("--postprocess", default=d.postprocess, metavar="METHOD[+METHOD]",
+    g.add_argument("--postprocess", default=d.post.chain, metavar="METHOD[+METHOD]",
                    help=f"post-processing every round: {', '.join(POSTPROCESS_METHODS)} or a chain such as "
-                        f"crf+grabcut (default {d.postprocess})")
-    g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per round (default {d.epochs})")
-    g.add_argument("--crop-size", type=int, default=d.crop_size,
+                        f"crf+grabcut (default {d.post.chain})")
+    g.add_argument("--epochs", type=int, default=d.train.epochs, help=f"epochs per round (default {d.train.epochs})")
+    g.add_argument("--crop-size", type=int, default=d.train.crop_size,
                    help=f"training crop; keep it >= --max-side so rounds train at the scale they label "
-                        f"(default {d.crop_size})")
+                        f"(default {d.train.crop_size})")
     g.add_argument("--max-side", type=int, default=d.max_side,
                    help=f"work at this longest side; 0 = full size (default {d.max_side})")
-    g.add_argument("--area", nargs=2, type=float, default=(d.area_min, d.area_max), metavar=("MIN", "MAX"),
-                   help=f"area-ratio filter (default {d.area_min} {d.area_max})")
-    g.add_argument("--select-by", default=d.select_by, choices=SELECT_BY,
+    area = (d.filters.area_min, d.filters.area_max)
+    g.add_argument("--area", nargs=2, type=float, default=area, metavar=("MIN", "MAX"),
+                   help=f"area-ratio filter (default {area[0]} {area[1]})")
+    g.add_argument("--select-by", default=d.stop.select_by, choices=SELECT_BY,
                    help="signal that stops the run and picks the best round (default label_free; "
                         "gt uses ground truth, which is then no longer a fair report)")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--threads", type=int, default=d.num_threads, help=f"torch threads (default {d.num_threads})")
-    g.add_argument("--config", metavar="JSON", help="RunConfig settings from a JSON file (options given "
-                                                    "on the command line win)")
+    g.add_argument("--config", metavar="JSON", help="RunConfig settings from a JSON file, e.g. a run's "
+                                                    "config.json (options given on the command line win)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any RunConfig setting by its dotted name, repeatable (e.g. --set train.lr=0.005 "
+                        "--set post.params.crf.iters=3); VALUE is read as JSON when it parses")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """RunConfig from ``--config`` JSON overlaid by the options given on the command line."""
+    """RunConfig from ``--config`` JSON (nested, or the flat form of older runs) overlaid by the options
+    given on the command line, then ``--init-option`` and ``--set``."""
     import json
 
-    base: dict = {}
+    base = RunConfig()
     if args.config:
         path = Path(args.config)
         if not path.is_file():
             raise CLIError(f"--config {path}: file not found")
-        base = json.loads(path.read_text(encoding="utf-8"))
+        base = RunConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
     given = {
-        "init": args.init, "rounds": args.rounds, "backbone": args.backbone, "pretrained": not args.no_pretrained,
-        "postprocess": args.postprocess, "epochs": args.epochs, "crop_size": args.crop_size,
-        "max_side": args.max_side or None, "area_min": args.area[0], "area_max": args.area[1],
-        "select_by": args.select_by, "seed": args.seed, "num_threads": args.threads,
-        "source_images": args.source_images, "init_postprocess": not args.no_init_postprocess,
+        "init.route": args.init, "rounds": args.rounds, "network.backbone": args.backbone,
+        "network.pretrained": not args.no_pretrained, "post.chain": args.postprocess, "train.epochs": args.epochs,
+        "train.crop_size": args.crop_size, "max_side": args.max_side or None, "filters.area_min": args.area[0],
+        "filters.area_max": args.area[1], "stop.select_by": args.select_by, "seed": args.seed,
+        "num_threads": args.threads, "source_images": args.source_images,
+        "init.postprocess": not args.no_init_postprocess,
     }
-    defaults = RunConfig().to_dict()
-    for k, v in given.items():  # a JSON setting survives unless the option was changed from its default
-        if k not in base or v != defaults[k]:
-            base[k] = v
-    if args.init_option:
-        base["init_options"] = {**base.get("init_options", {}), **parse_key_values(args.init_option, "--init-option")}
-    return RunConfig.from_dict(base)
+    defaults = RunConfig().settings()
+    # a JSON setting survives unless the option was changed from its default
+    changes = {k: v for k, v in given.items() if v != defaults[k]}
+    changes.update({f"init.options.{k}": v for k, v in parse_key_values(args.init_option, "--init-option").items()})
+    changes.update(parse_key_values(args.set, "--set"))
+    return base.replace(changes)
 
 
 def load_target(args: argparse.Namespace):
@@ -118,7 +124,8 @@ def load_source(args: argparse.Namespace, dataset):
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.refine.report import ProgressBars, format_table
+    from core.cli.progress import ProgressBars
+    from core.refine.report import format_round, format_table
     from core.refine.runner import run_autolabel
 
     config = config_from_args(args)
@@ -130,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
           f"({len(dataset.with_gt())} with ground truth, used only to report quality)", file=sys.stderr)
     with ProgressBars(enabled=not args.no_progress) as bars:
         result = run_autolabel(dataset, args.out, config, source=source, resume=args.resume,
-                               overwrite=args.overwrite, progress=bars)
+                               overwrite=args.overwrite, progress=bars,
+                               on_round=lambda info: bars.write(format_round(info)))
     print(format_table(result))
     print(f"final masks (round {result.best_round}): {result.final_masks_dir}")
     return 0

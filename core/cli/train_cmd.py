@@ -72,7 +72,7 @@ def run(args) -> int:
     from core.cli import CLIError
     from core.io.atomic import check_can_write
     from core.network import GFNConfig, build_model
-    from core.training.progress import TqdmProgress
+    from core.cli.progress import ProgressBars
     from core.training.trainer import TrainConfig, train
 
     out = Path(args.out)
@@ -87,11 +87,8 @@ def run(args) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     model = build_model(gcfg)
-    bar = TqdmProgress(disable=getattr(args, "verbose", 0) < 0)
-    try:
-        res = train(model, pairs, tcfg, progress=bar, checkpoint_path=out, classmap=classmap, gfn_config=gcfg)
-    finally:
-        bar.close()
+    with ProgressBars(enabled=getattr(args, "verbose", 0) >= 0) as bars:
+        res = train(model, pairs, tcfg, progress=bars, checkpoint_path=out, classmap=classmap, gfn_config=gcfg)
     losses = ", ".join(f"{x:.3f}" for x in res.losses[-3:])
     if res.stopped_reason == "interrupted":
         print(f"interrupted after {res.epochs_done} epoch(s); last good checkpoint: {res.checkpoint or 'none'}")

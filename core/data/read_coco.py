@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.classmap import remap_table
 from core.data.checks import build_dataset, check_samples
 from core.data.classes import ClassesArg, load_classes
+from core.data.coco_file import CocoFile, CocoImage, parse_coco
 from core.data.dataset import Dataset, Sample
-from core.formats.coco_file import CocoFile, CocoImage, parse_coco
-from core.formats.remap import remap_table
 
 log = logging.getLogger(__name__)
 

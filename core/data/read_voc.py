@@ -6,11 +6,11 @@ import logging
 import os
 from pathlib import Path
 
+from core.classmap import present_classes
 from core.data.checks import build_dataset, check_samples
 from core.data.classes import ClassesArg, load_classes
 from core.data.dataset import Dataset, Sample
-from core.formats.validate import present_classes
-from core.formats.voc import JPEG_DIR, SEG_DIR, is_voc_root, read_voc_mask, voc_classes, voc_main_labels, voc_stems
+from core.data.voc_layout import JPEG_DIR, SEG_DIR, is_voc_root, read_voc_mask, voc_classes, voc_main_labels, voc_stems
 from core.io.images import IMAGE_EXTENSIONS, ImageReadError
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from core.data.read_coco import read_coco_dataset
 from core.data.read_csv import read_csv_dataset
 from core.data.read_folders import class_folders, read_class_folders, read_image_folder
 from core.data.read_voc import read_voc_dataset
-from core.formats.voc import JPEG_DIR, is_voc_root
+from core.data.voc_layout import JPEG_DIR, is_voc_root
 from core.io.images import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)

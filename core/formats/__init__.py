@@ -9,23 +9,24 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from core.classmap import ClassMap
 from core.data.dataset import Dataset
+from core.data.voc_layout import SEG_DIR, is_voc_root
 from core.formats.coco import read_coco_masks, write_coco
 from core.formats.png import png_files, read_png_masks, write_png_masks
 from core.formats.store import LazyMasks
 from core.formats.validate import MaskLike
-from core.formats.voc import SEG_DIR, is_voc_root, read_voc_masks, write_voc
+from core.formats.voc import read_voc_masks, write_voc
 from core.io.images import IMAGE_EXTENSIONS, image_size
+from core.progress import Progress
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("coco", "voc", "png")
-Progress = Callable[[str, int, int], None]
 
 __all__ = ["FORMATS", "LazyMasks", "detect_mask_source", "export_masks", "load_masks"]
 

@@ -5,7 +5,7 @@ Written file: ``images`` (``id`` 1..N, ``file_name`` relative to the images' com
 ``annotations``: ONE annotation per connected part (8-connectivity) of each class in each
 image, ``category_id`` = class index, ``segmentation`` as compressed RLE (``counts`` a string,
 encoded by ``pycocotools``) or, with ``polygons=True``, as polygons (holes kept by slits: see
-``core.formats.polygons``), plus ``area``, ``bbox`` (``[x, y, w, h]``) and ``iscrowd`` = 0.
+``core.data.polygons``), plus ``area``, ``bbox`` (``[x, y, w, h]``) and ``iscrowd`` = 0.
 Image-level labels are read back as the categories of each image's annotations.
 
 COCO has no "ignore" label: pixels of value 255 are written as background (with a warning).
@@ -17,24 +17,24 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import cv2
 import numpy as np
 
 from core.classmap import IGNORE_INDEX, ClassMap
+from core.data.coco_file import parse_coco
 from core.data.dataset import Dataset
-from core.formats.coco_file import parse_coco
-from core.formats.polygons import mask_to_polygons
+from core.data.polygons import mask_to_polygons
 from core.formats.store import LazyMasks
 from core.formats.validate import MaskLike, as_mask
 from core.io.atomic import check_can_write, write_text_atomic
 from core.io.images import ImageReadError, image_size
+from core.progress import Progress
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "annotations.json"
-Progress = Callable[[str, int, int], None]
 
 
 def coco_path(dst: str | os.PathLike) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 from core.classmap import ClassMap
 from core.data.classes import CLASSES_FILE, find_classes
@@ -19,10 +19,9 @@ from core.formats.store import LazyMasks
 from core.formats.validate import MaskLike, as_mask
 from core.io.atomic import OutputExistsError
 from core.io.images import read_mask, write_mask
+from core.progress import Progress
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 def png_files(folder: str | os.PathLike) -> list[Path]:

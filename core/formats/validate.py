@@ -45,9 +45,3 @@ def as_mask(value: MaskLike, stem: str, classmap: ClassMap | None = None) -> np.
                 f"(0..{k - 1}: {list(classmap.names)}) and 255 = ignore"
             )
     return np.ascontiguousarray(arr)
-
-
-def present_classes(mask: np.ndarray) -> list[int]:
-    """Foreground class indices present in a mask (0 and 255 excluded), ascending."""
-    counts = np.bincount(mask.ravel(), minlength=256)
-    return [int(v) for v in np.flatnonzero(counts) if v not in (0, IGNORE_INDEX)]

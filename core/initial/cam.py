@@ -38,7 +38,5 @@ def crf(image: np.ndarray, probs: np.ndarray, cfg: InitConfig) -> np.ndarray:
     """Dense CRF with the config's parameters; ``(K, h, w)`` -> ``(K, h, w)``."""
     keep = probs.sum(axis=(1, 2)) > 0
     q = np.zeros_like(probs)
-    q[keep] = dense_crf(image, probs[keep], iters=cfg.crf_iters, gauss_sxy=cfg.crf_gauss_sxy,
-                        gauss_compat=cfg.crf_gauss_compat, bi_sxy=cfg.crf_bi_sxy, bi_srgb=cfg.crf_bi_srgb,
-                        bi_compat=cfg.crf_bi_compat)
+    q[keep] = dense_crf(image, probs[keep], **cfg.crf.to_dict())
     return q

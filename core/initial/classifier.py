@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from core.initial.imagenet import _resize_to, load_mobilenet, to_tensor
+from core.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class TrainedCAM:
         return out
 
     def fit(self, images: Sequence[np.ndarray] | Callable[[int], np.ndarray], labels: Sequence[Sequence[int]],
-            *, progress: Callable[[str, int, int], None] | None = None) -> "TrainedCAM":
+            *, progress: Progress | None = None) -> "TrainedCAM":
         """Train on images (or a loader ``i -> image``) with class-index label lists (1-based)."""
         import torch
         import torch.nn.functional as F

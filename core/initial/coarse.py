@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from core.classmap import ClassMap
 from core.data.dataset import Dataset
-from core.initial.common import image_classes, resize_longest
 from core.initial.config import InitConfig
+from core.initial.labels import image_classes
+from core.initial.resize import resize_longest
+from core.progress import Progress
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 def centre_map(hw: tuple[int, int], side: float) -> np.ndarray:
@@ -24,6 +24,16 @@ def centre_map(hw: tuple[int, int], side: float) -> np.ndarray:
     y0, x0 = round(h * (1 - side) / 2), round(w * (1 - side) / 2)
     out[y0:h - y0, x0:w - x0] = 1.0
     return out
+
+
+def topk_map(image: np.ndarray, config: InitConfig) -> np.ndarray:
+    """Class-agnostic ``(h, w)`` map in [0, 1] of one working image: the CAMs of its top-k ImageNet
+    classes (the coarse map of a single image, when no label names a class)."""
+    from core.initial.imagenet import ImagenetCAM
+
+    cam = ImagenetCAM(size=config.cam_size, scales=config.cam_scales, flip=config.cam_flip,
+                      output_stride=config.cam_output_stride, top_k=config.cam_top_k)
+    return cam.maps(image, None)[0]
 
 
 class CoarseMaps:

@@ -1,4 +1,5 @@
-"""Settings of the initial (round-0) masks: one frozen config shared by every route."""
+"""Settings of the initial (round-0) masks: one frozen config shared by every route
+(the routes themselves: ``core.initial.routes.ROUTES``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from core.config import check_known_fields
-
-ROUTES = ("auto", "transfer", "otsu", "cam", "grabcut")
-"""Names accepted by ``make_initial_masks(route=...)``."""
+from core.postprocess.crf import CRFParams, lift_legacy_crf
 
 COARSE_MAPS = ("auto", "cam", "topk", "activation", "centre")
 """Sources of the coarse foreground map that seeds GrabCut (see ``InitConfig.coarse``)."""
@@ -60,12 +59,8 @@ class InitConfig:
     classifier_batch_size: int = 16
 
     # --- dense CRF (pydensecrf) on CAMs
-    crf_iters: int = 5
-    crf_gauss_sxy: float = 3.0
-    crf_gauss_compat: float = 3.0
-    crf_bi_sxy: float = 40.0
-    crf_bi_srgb: float = 13.0
-    crf_bi_compat: float = 6.0
+    crf: CRFParams = field(default_factory=CRFParams)
+    """The same ``CRFParams`` as the rounds' post-processing (old configs' ``crf_<name>`` keys still load)."""
 
     # --- GrabCut from a coarse map (route grabcut, auto)
     coarse: str = "auto"
@@ -151,8 +146,10 @@ class InitConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "InitConfig":
         """Build from a plain mapping (e.g. JSON); unknown keys raise listing the known ones."""
-        check_known_fields(cls, data)
-        kw = dict(data)
+        kw = lift_legacy_crf(data)
+        check_known_fields(cls, kw)
+        if isinstance(kw.get("crf"), Mapping):
+            kw["crf"] = CRFParams.from_dict(kw["crf"])
         for key in ("cam_scales", "simple_stems"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])

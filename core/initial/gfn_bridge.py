@@ -6,15 +6,14 @@ Thin glue over ``core.network`` and ``core.training`` (their contracts in ARCHIT
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from core.initial.config import InitConfig
+from core.progress import Progress
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 def _train_config(cfg: InitConfig):

@@ -7,10 +7,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from core.initial.common import clean_binary
+from core.postprocess.clean import clean_binary
 from core.postprocess.grabcut import run_grabcut
 
 Box = tuple[float, float, float, float]
+"""A user's box ``(x0, y0, x1, y1)`` in pixels, exclusive ends."""
+
+Point = tuple[float, float, int]
+"""A user's click ``(x, y, label)`` in pixels, label 1 = foreground, 0 = background."""
 
 
 def box_from_map(coarse: np.ndarray, threshold: float, margin: float) -> tuple[int, int, int, int] | None:
@@ -74,7 +78,7 @@ def grabcut_from_map(image: np.ndarray, coarse: np.ndarray, *, box_threshold: fl
 
 
 def grabcut_interactive(image: np.ndarray, *, box: Box | None = None,
-                        points: Sequence[tuple[float, float, int]] | None = None,
+                        points: Sequence[Point] | None = None,
                         coarse: np.ndarray | None = None, prob_fg: float = 0.3, iters: int = 5,
                         seed: int = 0) -> np.ndarray:
     """GrabCut from a user box and/or clicks.

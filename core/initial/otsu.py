@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.initial.common import clean_binary
 from core.initial.config import InitConfig
+from core.postprocess.clean import clean_binary
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from typing import Sequence
 import numpy as np
 
 from core.initial.cam import cam_probs, crf
-from core.initial.common import colour_confidence, margin_confidence, mask_iou, onehot
 from core.initial.config import InitConfig
 from core.initial.grabcut import centre_box, grabcut_from_map
+from core.initial.probs import onehot
+from core.initial.scores import colour_confidence, margin_confidence, mask_iou
 
 KINDS = ("cam", "grabcut", "fused")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -25,10 +25,9 @@ from core.formats.validate import MaskLike, as_mask
 from core.metrics.boundary import boundary_fscore
 from core.metrics.confusion import ConfusionMatrix
 from core.metrics.image_iou import image_iou
+from core.progress import Progress
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

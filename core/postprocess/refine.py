@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import cv2
 import numpy as np
 
-from core.postprocess.crf import dense_crf
+from core.postprocess.crf import CRFParams, dense_crf, lift_legacy_crf
 from core.postprocess.grabcut import grabcut_refine
 from core.postprocess.guided import guided_refine
 from core.config import check_known_fields
@@ -19,7 +19,9 @@ METHODS = ("none", "grabcut", "crf", "guided")
 
 @dataclass(frozen=True, kw_only=True)
 class PostprocessConfig:
-    """Parameters of the post-processors; ``max_side`` bounds the working resolution."""
+    """Parameters of the post-processors; ``max_side`` bounds the working resolution.
+
+    A run's are ``RunConfig.post.params`` (``core.refine.postchain`` passes them to every step)."""
 
     max_side: int = 400
     """Images larger than this are processed at this longest side and resized back."""
@@ -27,22 +29,46 @@ class PostprocessConfig:
     grabcut_erode: float = 0.02
     grabcut_bg: float = 0.06
     grabcut_confident: float = 0.8
-    crf_iters: int = 5
-    crf_gauss_sxy: float = 3.0
-    crf_gauss_compat: float = 3.0
-    crf_bi_sxy: float = 40.0
-    crf_bi_srgb: float = 13.0
-    crf_bi_compat: float = 6.0
+    crf: CRFParams = field(default_factory=CRFParams)
+    """Dense-CRF parameters (the same ``CRFParams`` as the initial routes')."""
     guided_radius: int | None = None
     guided_eps: float = 1e-3
     mix: float = 0.6
     """GrabCut gives a hard mask; returned probs = mix * one-hot + (1 - mix) * input probs."""
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        def integer(name: str, minimum: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise ValueError(f"PostprocessConfig.{name} must be an int >= {minimum}, got {v!r}")
+
+        integer("max_side", 16)
+        integer("grabcut_iters", 1)
+        integer("seed", 0)
+        if self.guided_radius is not None:
+            integer("guided_radius", 1)
+        for name in ("grabcut_erode", "grabcut_bg", "grabcut_confident", "mix"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"PostprocessConfig.{name} must lie in [0, 1], got {v!r}")
+        if not self.guided_eps > 0:
+            raise ValueError(f"PostprocessConfig.guided_eps must be > 0, got {self.guided_eps!r}")
+        if not isinstance(self.crf, CRFParams):
+            raise TypeError(f"PostprocessConfig.crf must be a CRFParams, got {type(self.crf).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PostprocessConfig":
-        check_known_fields(cls, data)
-        return cls(**data)
+        """Build from a mapping (``crf`` nested, or the old flat ``crf_<name>`` keys); unknown keys are
+        refused with the list of known ones."""
+        kw = lift_legacy_crf(data)
+        check_known_fields(cls, kw)
+        if isinstance(kw.get("crf"), Mapping):
+            kw["crf"] = CRFParams.from_dict(kw["crf"])
+        return cls(**kw)
 
 
 def _resize_stack(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -89,8 +115,7 @@ def refine_mask(image: np.ndarray, probs: np.ndarray, method: str = "grabcut", *
     else:
         img, p = image, probs
     if method == "crf":
-        out = dense_crf(img, p, iters=cfg.crf_iters, gauss_sxy=cfg.crf_gauss_sxy, gauss_compat=cfg.crf_gauss_compat,
-                        bi_sxy=cfg.crf_bi_sxy, bi_srgb=cfg.crf_bi_srgb, bi_compat=cfg.crf_bi_compat)
+        out = dense_crf(img, p, **cfg.crf.to_dict())
     elif method == "guided":
         out = guided_refine(img, p, radius=cfg.guided_radius, eps=cfg.guided_eps)
     else:  # grabcut

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from core.classmap import ClassMap
+from core.progress import Progress
 from core.refine import filters
 
-from core.initial.common import torch_threads
+from core.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 ImageLike = str | os.PathLike | np.ndarray
 
 
@@ -30,13 +30,17 @@ class Labeller:
     """
 
     def __init__(self, model, classmap: ClassMap, *, postprocess: str = "crf+grabcut", tta_flip: bool = True,
-                 max_side: int | None = 256, num_threads: int | None = None, consistency: str = "objectness"):
+                 max_side: int | None = 256, num_threads: int | None = None, consistency: str = "objectness",
+                 post_params: Mapping[str, Any] | None = None):
+        from core.postprocess.refine import PostprocessConfig
         from core.refine.config import CONSISTENCY, parse_chain
 
         parse_chain(postprocess)
         self.model = model.eval()
         self.classmap = classmap
         self.postprocess = postprocess
+        self.post_params = PostprocessConfig.from_dict(post_params or {})
+        """The chain's parameters (a run's ``post.params``)."""
         self.tta_flip = tta_flip
         self.max_side = max_side
         self.num_threads = num_threads
@@ -47,15 +51,17 @@ class Labeller:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **overrides) -> "Labeller":
         """Load ``model.pt`` of a run round (its post-processing and sizes come from the checkpoint;
-        ``overrides``: ``postprocess``, ``tta_flip``, ``max_side``, ``num_threads``, ``consistency``)."""
+        ``overrides``: ``postprocess``, ``tta_flip``, ``max_side``, ``num_threads``, ``consistency``,
+        ``post_params``)."""
         from core.network.checkpoint import load_checkpoint
 
-        known = ("postprocess", "tta_flip", "max_side", "num_threads", "consistency")
+        known = ("postprocess", "tta_flip", "max_side", "num_threads", "consistency", "post_params")
         unknown = sorted(set(overrides) - set(known))
         if unknown:
             raise ValueError(f"unknown Labeller option(s) {unknown}; known: {list(known)}")
         ckpt = load_checkpoint(path)
-        opts = {k: ckpt.extra[k] for k in ("postprocess", "tta_flip", "max_side", "consistency") if k in ckpt.extra}
+        saved = ("postprocess", "tta_flip", "max_side", "consistency", "post_params")
+        opts = {k: ckpt.extra[k] for k in saved if k in ckpt.extra}
         opts.update(overrides)
         return cls(ckpt.model, ckpt.classmap, **opts)
 
@@ -91,7 +97,7 @@ class Labeller:
         if allowed is not None:
             probs = filters.consistent_probs(probs, allowed, self.consistency)
         net_mask = probs.argmax(axis=0).astype(np.uint8)
-        mask, _ = postprocess(image, probs, self.postprocess)
+        mask, _ = postprocess(image, probs, self.postprocess, params=self.post_params)
         if allowed is not None:
             mask = filters.consistent_mask(mask, allowed)
         score = filters.reliability(probs, mask, net_mask, None)["score"]

@@ -1,176 +1,118 @@
-"""Settings of one auto-labelling run: initial masks, refinement rounds, filters, stopping.
+"""Settings of one auto-labelling run: ``RunConfig``, its typed sections (``core.refine.sections``)
+and ``working_sizes``, the one place the image size of every stage is derived.
 
 Defaults follow paper 001 section IV-B (area ratio in [0.1, 0.9], train -> predict -> filter ->
 next round) and paper 002 Algorithm 1 (post-process every round), plus what makes the loop earn
 its gain on CPU: an ignore band in the training labels, dropping the least reliable images, flip
 TTA, fusing the network's probabilities with the previous round's, dense-CRF post-processing.
+
+``config.json`` holds the nested form ``to_dict`` writes; ``from_dict`` and ``replace`` also take
+dotted names (``train.epochs``) and the flat names of older runs and options (``epochs``,
+``train_options``; ``core.refine.config_keys``), so older run folders still load and resume.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from core.config import check_known_fields
+from core.initial.routes import ROUTE_NAMES as INIT_ROUTES
+from core.refine import config_keys
+from core.refine.sections import (CONSISTENCY, POSTPROCESS_METHODS, SECTION_TYPES, SELECT_BY, FilterSection,
+                                  InitSection, NetworkSection, PostSection, StopSection, TrainSection, parse_chain)
 
-INIT_ROUTES = ("auto", "transfer", "otsu", "cam", "grabcut")
-POSTPROCESS_METHODS = ("none", "grabcut", "crf", "guided")
-SELECT_BY = ("label_free", "gt")
-CONSISTENCY = ("objectness", "background")
-"""Category-consistency modes (``core.refine.filters.consistent_probs``)."""
-
-
-def parse_chain(spec: str) -> tuple[str, ...]:
-    """A post-processing chain: ``"crf+grabcut"`` -> ``("crf", "grabcut")``; ``ValueError`` naming an
-    unknown step (``core.refine.postchain`` runs it)."""
-    steps = tuple(p.strip() for p in str(spec).split("+"))
-    bad = [p for p in steps if p not in POSTPROCESS_METHODS]
-    if bad or not steps:
-        raise ValueError(f"postprocess {spec!r} is unknown: unknown step(s) {bad}; use one of "
-                         f"{list(POSTPROCESS_METHODS)} or several joined by '+', e.g. 'crf+grabcut'")
-    return steps
+__all__ = ["CONSISTENCY", "INIT_ROUTES", "POSTPROCESS_METHODS", "SELECT_BY", "FilterSection", "InitSection",
+           "NetworkSection", "PostSection", "RunConfig", "StopSection", "TrainSection", "WorkingSizes",
+           "parse_chain", "working_sizes"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """Everything that decides a run's masks (saved as ``config.json``; resume checks it).
 
-    Round 0 = initial masks from ``init``; rounds 1..``rounds`` each train the GFN on the
-    current labels, predict, fuse, post-process and filter.
+    Round 0 = initial masks from ``init``; rounds 1..``rounds`` each train the ``network`` with
+    ``train`` on the current labels, predict and post-process (``post``), filter (``filters``), and
+    ``stop`` decides when to stop and which round to keep.
     """
 
-    # round 0
-    init: str = "auto"
-    """Initial-mask route: one of ``INIT_ROUTES`` (``core.initial``)."""
-    init_options: Mapping[str, Any] = field(default_factory=dict)
-    """Keyword settings for ``core.initial.InitConfig`` (refused there if unknown)."""
-    init_postprocess: bool = True
-    """Run ``postprocess`` on round 0 too when its masks come from a network (routes ``transfer`` and
-    ``otsu``): round 0 of the transfer network on weizmann_horse went from 0.752 to 0.847 mIoU with
-    ``crf+grabcut``. The GrabCut-based routes' masks are kept as they are."""
-    # rounds and network
     rounds: int = 3
     """Maximum number of refinement rounds after round 0."""
-    backbone: str = "mobilenet_v2"
-    pretrained: bool = True
-    """Start every round's network from ImageNet weights (when available)."""
-    warm_start: bool = False
-    """Round r > 1 starts from round r-1's weights instead of a fresh (ImageNet) network."""
-    network_options: Mapping[str, Any] = field(default_factory=dict)
-    """Extra ``core.network.config.GFNConfig`` fields (e.g. ``gf_radius``)."""
-    # training
-    epochs: int = 5
-    batch_size: int = 8
-    lr: float = 0.01
-    step_epochs: int = 4
-    crop_size: int = 256
-    """Training crop side (capped at ``max_side`` and at the largest training image, where a larger
-    crop would be padding only). Keep it at least ``max_side``: the network then trains on whole images,
-    at the scale it labels them. With crops of 192 from 256-pixel images the round-1 network on
-    ecssd (500 images) fell from 0.80 (its GrabCut labels) to 0.68 mIoU, and to 0.43 after 10
-    epochs: it learnt where the centred training objects sat inside a crop, which does not hold on
-    the larger whole image (0.20 at 256 px against 0.68 at 192). Crop 256 gave 0.87
-    (``docs/RESULTS.md``)."""
-    max_side: int | None = 256
-    """Images are resized so the longer side is at most this many pixels for training and prediction
-    (masks are always written at the image's own size); ``None`` keeps full resolution."""
-    train_options: Mapping[str, Any] = field(default_factory=dict)
-    """Extra ``core.training.trainer.TrainConfig`` fields (e.g. ``backbone_lr_mult``, ``scale_range``)."""
     seed: int = 0
+    """Seeds round 0 and every round (training uses ``seed`` + the round index)."""
     num_threads: int | None = 2
+    """torch threads for the whole run (round 0 included); ``None`` leaves torch's setting."""
     source_images: int = 0
     """With a labelled ``source`` (transfer): this many of its images, with their human masks, join
     every round's training, so the network keeps the source's knowledge while it adapts (0 = none)."""
-    # prediction and post-processing
-    tta_flip: bool = True
-    fuse: float = 0.3
-    """Weight of the previous round's probabilities in the fused probabilities (0 = network only);
-    from round 2 on (round 1 has only the initial route's uncalibrated scores before it)."""
-    calibrate_area: bool = True
-    """Shift the foreground log-odds so the network's mean foreground area on its training images
-    equals that of their labels (``core.refine.calibrate``): stops the masks shrinking round by round."""
-    postprocess: str = "crf+grabcut"
-    """Post-processing of each round's probabilities: one of ``POSTPROCESS_METHODS`` or a chain of them
-    joined by '+' (``core.refine.postchain``)."""
-    # filters
-    consistency: str = "objectness"
-    """Category consistency on probabilities (``core.refine.filters.consistent_probs``):
-    ``"objectness"`` gives all foreground mass to the image's own classes, ``"background"`` (paper
-    002) moves other classes' mass to background. Masks never keep another class either way."""
-    area_min: float = 0.1
-    area_max: float = 0.9
-    """Images whose foreground area ratio lies outside [area_min, area_max] sit the next round out."""
-    ignore_margin: float = 0.0
-    """Pixels whose probability margin (top-1 minus top-2) is below this are ignored (255) in training
-    (labels from network rounds; round-0 labels get only the boundary band). Off by default: soft
-    foreground probabilities would take the object's hard parts out of training and let it shrink;
-    the disagreement and boundary bands do the job."""
-    boundary_band: float = 0.01
-    """Half-width of the ignored band around label boundaries, as a fraction of the longer side
-    (at least 1 px when > 0; 0 disables)."""
-    drop_fraction: float = 0.2
-    """Fraction of images with the lowest reliability left out of the next round's training."""
-    # stopping and selection
-    select_by: str = "label_free"
-    """Which signal stops the run and picks the best round: ``"label_free"`` (never looks at ground
-    truth) or ``"gt"`` (mIoU on images with ground truth). Both choices are always recorded."""
-    min_gain: float = 0.002
-    """Smallest improvement of the selection signal that counts as progress."""
-    patience: int = 1
-    """Stop after this many rounds without progress."""
-    converged_change: float = 0.002
-    """Stop (label-free) once the mean fraction of changed pixels falls below this."""
+    max_side: int | None = 256
+    """The rounds' working size: images are resized so the longer side is at most this many pixels
+    for training and prediction (masks are always written at the image's own size); ``None`` keeps
+    full resolution. What each stage derives from it: ``working_sizes``."""
+    init: InitSection = field(default_factory=InitSection)
+    network: NetworkSection = field(default_factory=NetworkSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    post: PostSection = field(default_factory=PostSection)
+    filters: FilterSection = field(default_factory=FilterSection)
+    stop: StopSection = field(default_factory=StopSection)
 
     def __post_init__(self) -> None:
-        if self.init not in INIT_ROUTES:
-            raise ValueError(f"init route {self.init!r} is unknown; choose one of {list(INIT_ROUTES)}")
-        parse_chain(self.postprocess)
-        if self.consistency not in CONSISTENCY:
-            raise ValueError(f"consistency {self.consistency!r} is unknown; choose one of {list(CONSISTENCY)}")
-        if self.select_by not in SELECT_BY:
-            raise ValueError(f"select_by {self.select_by!r} is unknown; choose one of {list(SELECT_BY)}")
-        if not isinstance(self.rounds, int) or self.rounds < 0:
-            raise ValueError(f"rounds must be an integer >= 0, got {self.rounds!r}")
-        if not 0.0 <= self.area_min < self.area_max <= 1.0:
-            raise ValueError(f"need 0 <= area_min < area_max <= 1, got area_min={self.area_min}, area_max={self.area_max}")
-        for name in ("fuse", "ignore_margin", "drop_fraction", "boundary_band"):
+        for name, cls in SECTION_TYPES.items():
+            if not isinstance(getattr(self, name), cls):
+                raise TypeError(f"RunConfig.{name} must be of type {cls.__name__}, got {getattr(self, name)!r} "
+                                f"(RunConfig.from_dict also takes flat and dotted names)")
+        for name, minimum in (("rounds", 0), ("seed", 0), ("source_images", 0)):
             v = getattr(self, name)
-            if not 0.0 <= v < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {v!r}")
-        if not isinstance(self.source_images, int) or self.source_images < 0:
-            raise ValueError(f"source_images must be an integer >= 0, got {self.source_images!r}")
-        for name in ("epochs", "batch_size", "crop_size", "patience"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        if self.max_side is not None and (not isinstance(self.max_side, int) or self.max_side < 16):
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+        if self.num_threads is not None and (isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int)
+                                             or self.num_threads < 1):
+            raise ValueError(f"num_threads must be None or an integer >= 1, got {self.num_threads!r}")
+        if self.max_side is not None and (isinstance(self.max_side, bool) or not isinstance(self.max_side, int)
+                                          or self.max_side < 16):
             raise ValueError(f"max_side must be None or an integer >= 16, got {self.max_side!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        for name in ("init_options", "network_options", "train_options"):
-            if not isinstance(getattr(self, name), Mapping):
-                raise ValueError(f"{name} must be a mapping of setting -> value, got {getattr(self, name)!r}")
-            object.__setattr__(self, name, dict(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``dataclasses.asdict``)."""
-        return dataclasses.asdict(self)
+        """The nested, JSON-ready form (what ``config.json`` holds)."""
+        top = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in SECTION_TYPES}
+        return {**top, **{name: getattr(self, name).to_dict() for name in SECTION_TYPES}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
-        """Build from a dict; unknown keys raise ``ValueError`` listing the known ones."""
-        check_known_fields(cls, data, noun="setting")
-        return cls(**dict(data))
+        """Build from the nested form, dotted names, the flat names of older ``config.json`` files, or a
+        mix; an unknown or misspelt name raises ``ValueError`` naming it with the known ones."""
+        return cls._from_tree(config_keys.nest(data))
 
-    def replace(self, **changes: Any) -> "RunConfig":
-        """A copy with ``changes`` (unknown names raise ``ValueError``)."""
-        return RunConfig.from_dict({**self.to_dict(), **changes})
+    def replace(self, changes: Mapping[str, Any] | None = None, /, **kwargs: Any) -> "RunConfig":
+        """A copy with ``changes`` and ``kwargs`` (dotted names such as ``{"train.epochs": 3}``, flat names
+        such as ``epochs=3``, or whole sections); unknown names raise ``ValueError``."""
+        return self._from_tree(config_keys.nest({**(changes or {}), **kwargs}, base=self.to_dict()))
+
+    def settings(self) -> dict[str, Any]:
+        """``{dotted name: value}`` of every setting, e.g. ``{"train.epochs": 5, ...}``."""
+        return config_keys.leaves(self)
 
     def differences(self, other: "RunConfig") -> list[str]:
-        """Names of the settings whose values differ from ``other``'s."""
-        a, b = self.to_dict(), other.to_dict()
-        return [k for k in a if _jsonish(a[k]) != _jsonish(b[k])]
+        """Dotted names of the settings whose values differ from ``other``'s."""
+        a, b = self.settings(), other.settings()
+        return [k for k in a if _jsonish(a[k]) != _jsonish(b.get(k))]
+
+    @classmethod
+    def _from_tree(cls, tree: Mapping[str, Any]) -> "RunConfig":
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in tree if k not in known]
+        if unknown:
+            raise ValueError(f"unknown RunConfig setting(s) {unknown}; known settings: {known} (sections take "
+                             f"dotted names, e.g. train.epochs){_did_you_mean(unknown[0])}")
+        kw = {k: SECTION_TYPES[k].from_dict(v) if k in SECTION_TYPES else v for k, v in tree.items()}
+        return cls(**kw)
+
+
+def _did_you_mean(name: str) -> str:
+    names = [*config_keys.FLAT_NAMES, *config_keys.FLAT_NAMES.values(), *RunConfig().settings()]
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _jsonish(v: Any) -> Any:
@@ -180,3 +122,34 @@ def _jsonish(v: Any) -> Any:
     if isinstance(v, Mapping):
         return {str(k): _jsonish(x) for k, x in v.items()}
     return v
+
+
+@dataclass(frozen=True)
+class WorkingSizes:
+    """The longest image side (pixels) each stage of a run works at; ``None`` = the image's own size.
+
+    The rounds' size is the one setting ``RunConfig.max_side``; round 0 and the post-processors keep
+    sizes of their own, measured for their methods. Outside a run, ``TrainConfig.max_side`` (512, the
+    ``train`` command's) and ``Labeller`` (the checkpoint's ``max_side``, 256 when absent) apply.
+    """
+
+    train: int | None
+    """``TrainConfig.max_side`` of every round: ``max_side``."""
+    crop: int
+    """Every round's training crop before the largest-training-image cap (``refine_round.crop_size``):
+    ``train.crop_size``, no larger than ``max_side`` (a larger crop would be padding only)."""
+    predict: int | None
+    """``predict(max_side=...)`` of every round: ``max_side``, the scale the network trained at."""
+    init: int
+    """Round 0: ``init.options.work_size`` (320; GrabCut, CAMs and the transfer/otsu networks work there
+    whatever ``max_side`` is)."""
+    post: int
+    """The post-processing chain: ``post.params.max_side`` (400)."""
+
+
+def working_sizes(config: RunConfig) -> WorkingSizes:
+    """Every stage's working size, derived from ``config`` here and nowhere else."""
+    side = config.max_side
+    crop = config.train.crop_size if side is None else min(config.train.crop_size, side)
+    return WorkingSizes(train=side, crop=crop, predict=side, init=config.init.options.work_size,
+                        post=config.post.params.max_side)

@@ -5,23 +5,23 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from core import __version__
 from core.data.dataset import Dataset
+from core.initial.routes import ROUTES
 from core.io.images import read_image
+from core.progress import Progress
 from core.refine import records as rec
 from core.refine.config import RunConfig
 from core.refine.postchain import postprocess
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
-
-NETWORK_ROUTES = ("transfer", "otsu")
-"""Initial routes whose masks are a trained network's argmax (``RunConfig.init_postprocess`` applies)."""
+NETWORK_ROUTES = tuple(name for name, route in ROUTES.items() if route.network)
+"""Initial routes whose masks are a trained network's argmax (``RunConfig.init.postprocess`` applies)."""
 
 SOFT_CONFIDENCE = 0.8
 """Probability given to a mask's own class when the initial route returns no probabilities."""
@@ -43,12 +43,8 @@ def soft_probs(mask: np.ndarray, num_classes: int, allowed: list[int]) -> np.nda
 
 
 def init_config(config: RunConfig):
-    """``core.initial.InitConfig`` from the run's ``init_options`` (seed and threads from the run)."""
-    from core.initial.config import InitConfig
-
-    opts: dict[str, Any] = {"seed": config.seed, "num_threads": config.num_threads}
-    opts.update(config.init_options)
-    return InitConfig.from_dict(opts)
+    """``core.initial.InitConfig``: the run's ``init.options`` with the run's seed and threads."""
+    return config.init.init_config(seed=config.seed, num_threads=config.num_threads)
 
 
 def run_initial_round(dataset: Dataset, round_path: Path, config: RunConfig, *, source: Dataset | None,
@@ -57,7 +53,7 @@ def run_initial_round(dataset: Dataset, round_path: Path, config: RunConfig, *, 
     from core.initial import make_initial_masks
 
     t0 = time.perf_counter()
-    init = make_initial_masks(dataset, route=config.init, source=source, config=init_config(config),
+    init = make_initial_masks(dataset, route=config.init.route, source=source, config=init_config(config),
                               progress=progress)
     t_init = time.perf_counter() - t0
     missing = [s for s in dataset.stems if s not in init.masks]
@@ -66,8 +62,8 @@ def run_initial_round(dataset: Dataset, round_path: Path, config: RunConfig, *, 
     t1 = time.perf_counter()
     records: dict[str, rec.ImageRecord] = {}
     k = dataset.classmap.num_classes
-    refine = bool(config.init_postprocess and init.probs and init.route in NETWORK_ROUTES
-                  and config.postprocess != "none")
+    refine = bool(config.init.postprocess and init.probs and init.route in NETWORK_ROUTES
+                  and config.post.chain != "none")
     t_post = 0.0
     for i, s in enumerate(dataset):
         allowed = rec.label_indices(s, dataset)
@@ -83,7 +79,7 @@ def run_initial_round(dataset: Dataset, round_path: Path, config: RunConfig, *, 
             net_mask = probs.argmax(axis=0).astype(np.uint8)
             if refine:
                 tp = time.perf_counter()
-                mask = postprocess(read_image(s.image_path), probs, config.postprocess)[0]
+                mask = postprocess(read_image(s.image_path), probs, config.post.chain, params=config.post.params)[0]
                 t_post += time.perf_counter() - tp
         base = float(np.clip(init.scores.get(s.stem, 0.5), 0.0, 1.0))
         records[s.stem] = rec.finish_image(round_path, s.stem, mask=mask, probs=probs, net_mask=net_mask,
@@ -94,7 +90,7 @@ def run_initial_round(dataset: Dataset, round_path: Path, config: RunConfig, *, 
     provenance = {"route": init.route, "round": 0, "model": None, "engine": __version__,
                   "init_info": _jsonable(init.info)}
     if refine:
-        provenance["postprocess"] = config.postprocess
+        provenance["postprocess"] = config.post.chain
     rec.write_scores(round_path, records, provenance)
     seconds = {"initial": t_init, **({"postprocess": t_post} if refine else {}),
                "filter": time.perf_counter() - t1 - t_post}

@@ -7,9 +7,14 @@ that CRF and the network's coarse stride lose. Each step takes the previous step
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from core.refine.config import parse_chain
+from core.refine.sections import parse_chain
+
+if TYPE_CHECKING:
+    from core.postprocess.refine import PostprocessConfig
 
 __all__ = ["MIN_KEEP", "parse_chain", "postprocess"]
 
@@ -18,9 +23,10 @@ MIN_KEEP = 0.25
 """A step's mask must keep at least this fraction of the network's foreground area to be trusted."""
 
 
-def postprocess(image: np.ndarray, probs: np.ndarray, spec: str, *, min_keep: float = MIN_KEEP
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Run the chain on ``image (H, W, 3) uint8`` and ``probs (K, H, W) float32``;
+def postprocess(image: np.ndarray, probs: np.ndarray, spec: str, *, params: PostprocessConfig | None = None,
+                min_keep: float = MIN_KEEP) -> tuple[np.ndarray, np.ndarray]:
+    """Run the chain on ``image (H, W, 3) uint8`` and ``probs (K, H, W) float32`` with the steps'
+    ``params`` (a run's ``post.params``; ``PostprocessConfig()`` when omitted);
     returns ``(mask (H, W) uint8, probs (K, H, W) float32)``.
 
     The image-level label says the object is there, so a post-processor that wipes it out is
@@ -37,7 +43,7 @@ def postprocess(image: np.ndarray, probs: np.ndarray, spec: str, *, min_keep: fl
     results = [(net_mask, probs)]
     for step in steps:
         if step != "none":
-            mask, probs = refine_mask(image, probs, step)
+            mask, probs = refine_mask(image, probs, step, config=params)
             results.append((np.asarray(mask, dtype=np.uint8), probs))
     need = min_keep * float((net_mask > 0).sum())
     for mask, p in reversed(results):

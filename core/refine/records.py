@@ -55,7 +55,7 @@ def finish_image(round_path: Path, stem: str, *, mask: np.ndarray, probs: np.nda
     """
     mask = filters.consistent_mask(mask, allowed)
     net_mask = filters.consistent_mask(net_mask, allowed)
-    probs = filters.consistent_probs(probs, allowed, config.consistency)
+    probs = filters.consistent_probs(probs, allowed, config.post.consistency)
     write_mask(round_path / "masks" / f"{stem}.png", mask)
     probs = rundir.save_probs(round_path / "probs" / f"{stem}.npz", probs, list(allowed))
     parts = filters.reliability(probs, mask, net_mask, previous)
@@ -64,13 +64,13 @@ def finish_image(round_path: Path, stem: str, *, mask: np.ndarray, probs: np.nda
     return ImageRecord(score=score, changed=None if previous is None else filters.changed_fraction(mask, previous),
                        area_ratio=ratio, margin=parts["margin"], agreement=parts["agreement"],
                        stability=parts.get("stability"),
-                       in_area=filters.area_ok(ratio, config.area_min, config.area_max))
+                       in_area=filters.area_ok(ratio, config.filters.area_min, config.filters.area_max))
 
 
 def select_next(records: Mapping[str, ImageRecord], config: RunConfig) -> None:
     """Set ``train_next`` on every record: area filter, then drop the least reliable fraction."""
     chosen = set(filters.select_for_training({s: r.score for s, r in records.items()},
-                                             {s: r.in_area for s, r in records.items()}, config.drop_fraction))
+                                             {s: r.in_area for s, r in records.items()}, config.filters.drop_fraction))
     for s, r in records.items():
         r.train_next = s in chosen
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,31 +18,29 @@ from core import __version__
 from core.data.dataset import Dataset
 from core.initial.transfer import binarise_source_mask
 from core.io.images import read_image
+from core.progress import Progress, prefixed
 from core.refine import calibrate, filters, rundir
 from core.refine import records as rec
-from core.refine.config import RunConfig
+from core.refine.config import RunConfig, working_sizes
 from core.refine.postchain import postprocess
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
-
 
 def gfn_config(config: RunConfig, num_classes: int):
-    from core.network.config import GFNConfig
-
-    return GFNConfig.from_dict({"backbone": config.backbone, "pretrained": config.pretrained,
-                                **config.network_options, "num_classes": num_classes})
+    """The rounds' ``GFNConfig`` (``config.network``) for ``num_classes`` classes."""
+    return config.network.gfn_config(num_classes)
 
 
 def crop_size(config: RunConfig, pairs: list[tuple[Any, np.ndarray]] | None = None) -> int:
-    """The training crop: ``config.crop_size``, but no larger than the longest side the network is
-    shown (``max_side``, and the largest training image's longer side, from ``pairs``' labels).
+    """The training crop: ``config.train.crop_size``, but no larger than the longest side the network is
+    shown (``max_side``: ``working_sizes``, and the largest training image's longer side, from ``pairs``'
+    labels).
 
     A crop larger than the images is mostly padding: ignored by the loss, but it shifts the head's
     BatchNorm statistics, and the Label Studio backend's network trained on 192-pixel crops of
     96-pixel images predicted background only (0.874 mean IoU with the crop capped)."""
-    crop = config.crop_size if config.max_side is None else min(config.crop_size, config.max_side)
+    crop = working_sizes(config).crop
     if pairs:
         crop = min(crop, max(max(np.asarray(label).shape[:2]) for _, label in pairs))
     return max(int(crop), 16)
@@ -50,18 +48,8 @@ def crop_size(config: RunConfig, pairs: list[tuple[Any, np.ndarray]] | None = No
 
 def train_config(config: RunConfig, index: int, pairs: list[tuple[Any, np.ndarray]] | None = None):
     """The round's ``TrainConfig``; with ``pairs`` the crop is capped at the largest training image."""
-    from core.training.trainer import TrainConfig
-
-    return TrainConfig.from_dict({
-        "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr, "step_epochs": config.step_epochs,
-        "crop_size": crop_size(config, pairs), "seed": config.seed + index, "max_side": config.max_side,
-        "num_threads": config.num_threads, **config.train_options})
-
-
-def _stage(progress: Progress | None, index: int) -> Progress | None:
-    if progress is None:
-        return None
-    return lambda stage, done, total: progress(f"round {index}: {stage}", done, total)
+    return config.train.train_config(seed=config.seed + index, max_side=working_sizes(config).train,
+                                     num_threads=config.num_threads, crop_size=crop_size(config, pairs))
 
 
 def training_pairs(dataset: Dataset, prev_path: Path, records: dict[str, rec.ImageRecord],
@@ -80,8 +68,8 @@ def training_pairs(dataset: Dataset, prev_path: Path, records: dict[str, rec.Ima
             continue
         mask = rec.previous_mask(prev_path, s.stem)
         probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz") if from_network else None
-        label = filters.training_label(mask, probs, ignore_margin=config.ignore_margin,
-                                       band_fraction=config.boundary_band)
+        label = filters.training_label(mask, probs, ignore_margin=config.filters.ignore_margin,
+                                       band_fraction=config.filters.boundary_band)
         pairs.append((Path(s.image_path), label))
     if not pairs:
         raise ValueError(f"round {prev_path.name} selected no image for training")
@@ -125,15 +113,16 @@ def train_round_model(dataset: Dataset, run_dir: Path, index: int, config: RunCo
     torch.manual_seed(config.seed + index)
     model = build_model(gcfg)
     prev_ckpt = rundir.round_dir(run_dir, index - 1) / "model.pt"
-    if config.warm_start and prev_ckpt.is_file():
+    if config.network.warm_start and prev_ckpt.is_file():
         model.load_state_dict(load_checkpoint(prev_ckpt).model.state_dict())
-    result = train(model, pairs, train_config(config, index, pairs), progress=_stage(progress, index))
+    result = train(model, pairs, train_config(config, index, pairs), progress=prefixed(progress, f"round {index}"))
     if result.stopped_reason == "interrupted":  # the trainer swallows Ctrl-C; the round must not finish
         raise KeyboardInterrupt(f"training of round {index} interrupted")
     model.eval()
     extra = {"run_config": config.to_dict(), "round": index, "engine": __version__,
-             "postprocess": config.postprocess, "max_side": config.max_side, "tta_flip": config.tta_flip,
-             "consistency": config.consistency}
+             "postprocess": config.post.chain, "max_side": working_sizes(config).predict,
+             "tta_flip": config.post.tta_flip, "consistency": config.post.consistency,
+             "post_params": config.post.params.to_dict()}
     save_checkpoint(rundir.round_dir(run_dir, index) / "model.pt", model, gcfg, dataset.classmap, extra=extra)
     return model, {"epochs": result.epochs_done, "steps": result.iterations,
                    "loss_per_epoch": [round(float(v), 4) for v in result.losses]}
@@ -146,7 +135,7 @@ def predict_round(dataset: Dataset, prev_path: Path, index: int, config: RunConf
     round, and find the area-calibration offset (``core.refine.calibrate``).
 
     Returns ``({stem: quantised fused probs (L, H, W) uint8}, log-odds shift)``; the shift is 0.0
-    unless ``config.calibrate_area``.
+    unless ``config.post.calibrate_area``.
     """
     from core.training.predict import predict
 
@@ -154,15 +143,15 @@ def predict_round(dataset: Dataset, prev_path: Path, index: int, config: RunConf
     fused_q: dict[str, np.ndarray] = {}
     hists = []
     paths = [Path(s.image_path) for s in dataset]
-    preds = predict(model, paths, tta_flip=config.tta_flip, max_side=config.max_side)
+    preds = predict(model, paths, tta_flip=config.post.tta_flip, max_side=working_sizes(config).predict)
     for i, (s, pred) in enumerate(zip(dataset, preds)):
         allowed = rec.label_indices(s, dataset)
-        fused = filters.consistent_probs(np.asarray(pred.probs, dtype=np.float32), allowed, config.consistency)
-        if index > 1 and config.fuse > 0:  # fuse with the previous network round (round 0 is heuristic)
+        fused = filters.consistent_probs(np.asarray(pred.probs, dtype=np.float32), allowed, config.post.consistency)
+        if index > 1 and config.post.fuse > 0:  # fuse with the previous network round (round 0 is heuristic)
             prev_probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz")
             if prev_probs.shape != fused.shape:
                 raise ValueError(f"prediction for {s.stem} has shape {fused.shape}, previous round {prev_probs.shape}")
-            fused = (1.0 - config.fuse) * fused + config.fuse * prev_probs
+            fused = (1.0 - config.post.fuse) * fused + config.post.fuse * prev_probs
         fused_q[s.stem] = rundir.quantise_probs(fused, allowed)
         if prev_records[s.stem].train_next:
             hists.append(calibrate.fg_histogram(rundir.dequantise_probs(fused_q[s.stem], allowed, k)))
@@ -171,7 +160,7 @@ def predict_round(dataset: Dataset, prev_path: Path, index: int, config: RunConf
     if len(fused_q) != len(dataset):
         raise ValueError(f"prediction returned {len(fused_q)} results for {len(dataset)} images")
     shift = 0.0
-    if config.calibrate_area:
+    if config.post.calibrate_area:
         target = float(np.mean([r.area_ratio for r in prev_records.values() if r.train_next]))
         shift = calibrate.area_shift(hists, target)
         log.info("round %d: foreground log-odds shift %+.3f (training labels' mean area %.3f)", index, shift, target)
@@ -185,7 +174,7 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
     round_path = rundir.round_dir(run_dir, index)
     prev_records, prev_prov = rec.read_scores(prev_path)
     for r in prev_records.values():  # the filters' verdicts follow this run's settings
-        r.in_area = filters.area_ok(r.area_ratio, config.area_min, config.area_max)
+        r.in_area = filters.area_ok(r.area_ratio, config.filters.area_min, config.filters.area_max)
     rec.select_next(prev_records, config)
     seconds: dict[str, float] = {}
 
@@ -208,7 +197,7 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
         allowed = rec.label_indices(s, dataset)
         probs = calibrate.shift_probs(rundir.dequantise_probs(fused.pop(s.stem), allowed, k), shift)
         net_mask = probs.argmax(axis=0).astype(np.uint8)
-        mask, _ = postprocess(read_image(s.image_path), probs, config.postprocess)
+        mask, _ = postprocess(read_image(s.image_path), probs, config.post.chain, params=config.post.params)
         records[s.stem] = rec.finish_image(round_path, s.stem, mask=np.asarray(mask, dtype=np.uint8), probs=probs,
                                            net_mask=net_mask, allowed=allowed,
                                            previous=rec.previous_mask(prev_path, s.stem), config=config)
@@ -217,7 +206,7 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
     seconds["postprocess"] = time.perf_counter() - t
     rec.select_next(records, config)
     provenance = {"route": prev_prov.get("route"), "round": index,
-                  "model": f"{config.backbone}/round_{index:02d}", "engine": __version__,
+                  "model": f"{config.network.backbone}/round_{index:02d}", "engine": __version__,
                   "trained_on": len(pairs), "source_images": len(extra), "checkpoint": "model.pt",
                   "area_shift": shift, "training": training}
     rec.write_scores(round_path, records, provenance)

@@ -1,15 +1,21 @@
-"""Human-facing output of a run: the per-round table and tqdm progress bars (for the CLI)."""
+"""Human-facing output of a run (for the CLI): the per-round table, and one line per finished round."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-from core.refine.runner import RunResult, round_row
+from core.refine.runner import RoundInfo, RunResult, round_row
 
 
 def _fmt(v: Any, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
+
+
+def format_round(info: RoundInfo) -> str:
+    """One finished round as a line, e.g. ``round 1 (grabcut): mIoU 0.7012, changed 0.0310, ...``."""
+    r = round_row(info)
+    return (f"round {r['round']} ({r['route']}): mIoU {_fmt(r['miou'])}, img IoU {_fmt(r['mean_image_iou'])}, "
+            f"changed {_fmt(r['changed'])}, reliability {_fmt(r['reliability'])}, {_fmt(r['seconds'], '.1f')}s")
 
 
 def format_table(result: RunResult) -> str:
@@ -32,42 +38,9 @@ def format_table(result: RunResult) -> str:
     line = lambda cells: "  ".join(c.rjust(w) if i not in (1, 7) else c.ljust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths)))
     out = [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
-    sel = "label-free signal" if result.config.select_by == "label_free" else "ground-truth mIoU"
+    sel = "label-free signal" if result.config.stop.select_by == "label_free" else "ground-truth mIoU"
     out.append(f"* best round {result.best_round} by {sel}; stopped: {result.stopped_reason}"
                + (f"; best by ground truth: round {result.best_round_gt}" if result.best_round_gt is not None else "")
                + (f"; best label-free: round {result.best_round_label_free}"
                   if result.best_round_label_free is not None else ""))
     return "\n".join(out)
-
-
-class ProgressBars:
-    """A ``progress(stage, done, total)`` callback drawing one tqdm bar per stage on stderr."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self.bar = None
-        self.stage: str | None = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled or stage == "rounds":
-            return
-        from tqdm import tqdm
-
-        if stage != self.stage or self.bar is None or done < self.bar.n:
-            self.close()
-            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, leave=False, dynamic_ncols=True)
-            self.stage = stage
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-            self.stage = None
-
-    def __enter__(self) -> "ProgressBars":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -141,7 +141,8 @@ def prepare(run_dir: Path, config: RunConfig, dataset: Dataset, *, resume: bool,
 
     - new or empty folder: writes ``config.json`` and ``dataset.json``;
     - an existing run with ``resume``: checks config and images are the same (``ValueError`` naming
-      the differing keys), removes unfinished round folders and ``final/``;
+      the differing settings by their dotted names), removes unfinished round folders and ``final/``;
+      a ``config.json`` of an older version (flat names) is read and rewritten in the nested form;
     - an existing non-empty folder without ``resume``: ``OutputExistsError`` unless ``overwrite``,
       which removes the run's own files (config, dataset, rounds, final, run.json) only.
     """
@@ -183,7 +184,8 @@ def _check_same(run_dir: Path, config: RunConfig, dataset: Dataset) -> None:
     saved = RunConfig.from_dict(read_json(run_dir / CONFIG))
     diff = [k for k in config.differences(saved) if k not in RESUME_MAY_CHANGE]
     if diff:
-        detail = ", ".join(f"{k}: saved {saved.to_dict()[k]!r} vs now {config.to_dict()[k]!r}" for k in diff)
+        old, new = saved.settings(), config.settings()
+        detail = ", ".join(f"{k}: saved {old[k]!r} vs now {new[k]!r}" for k in diff)
         raise ValueError(f"cannot resume {run_dir} with a different config; differing keys: {diff} ({detail}). "
                          f"Use the saved settings, or overwrite=True (--overwrite) to start again")
     old = read_json(run_dir / DATASET)

@@ -19,16 +19,15 @@ from core import __version__
 from core.classmap import ClassMap
 from core.data.dataset import Dataset
 from core.io.atomic import atomic_path
+from core.progress import Progress
 from core.refine import records as rec
 from core.refine import rundir, stopping
 from core.refine.config import RunConfig
 from core.refine.evaluate import evaluate_round
 
-from core.initial.common import torch_threads
+from core.threads import torch_threads
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +61,7 @@ class RoundInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class RunResult:
-    """A run folder's state. ``best_round`` follows ``config.select_by``; ``best_round_label_free``
+    """A run folder's state. ``best_round`` follows ``config.stop.select_by``; ``best_round_label_free``
     and ``best_round_gt`` (``None`` without ground truth) are both recorded."""
 
     run_dir: Path
@@ -115,29 +114,32 @@ def decide(infos: list[RoundInfo], config: RunConfig) -> tuple[str | None, int, 
     lf, gt, ch = _signals(infos)
     best_lf = stopping.pick_best(lf)
     best_gt = stopping.pick_best(gt)
-    if config.select_by == "gt" and best_gt is not None:
-        reason = stopping.stop_reason(gt, min_gain=config.min_gain, patience=config.patience,
-                                      max_rounds=config.rounds)
+    stop = config.stop
+    if stop.select_by == "gt" and best_gt is not None:
+        reason = stopping.stop_reason(gt, min_gain=stop.min_gain, patience=stop.patience, max_rounds=config.rounds)
         best = best_gt
     else:
-        if config.select_by == "gt":
+        if stop.select_by == "gt":
             log.warning("select_by='gt' but no image has ground truth; using the label-free signal")
-        reason = stopping.stop_reason(lf, min_gain=config.min_gain, patience=config.patience,
-                                      max_rounds=config.rounds, changed=ch, converged_change=config.converged_change)
+        reason = stopping.stop_reason(lf, min_gain=stop.min_gain, patience=stop.patience, max_rounds=config.rounds,
+                                      changed=ch, converged_change=stop.converged_change)
         best = best_lf if best_lf is not None else infos[-1].index
     return reason, best, best_lf, best_gt
 
 
 def run_autolabel(dataset: Dataset, out_dir: str | Path, config: RunConfig = RunConfig(), *,
                   source: Dataset | None = None, resume: bool = False, overwrite: bool = False,
-                  progress: Progress | None = None) -> RunResult:
+                  progress: Progress | None = None,
+                  on_round: Callable[[RoundInfo], None] | None = None) -> RunResult:
     """Label every image of ``dataset`` at pixel level from its image-level labels.
 
     ``source``: a labelled dataset of a similar class for the transfer route. ``progress(stage,
-    done, total)`` is called per step of every stage, and ``("rounds", r, config.rounds)`` after
-    round r is finished on disk. Raises ``OutputExistsError`` if ``out_dir`` holds files and
-    neither ``resume`` nor ``overwrite`` is set, ``ValueError`` on a config differing from the
-    saved one when resuming (naming the keys) and on images without a label.
+    done, total)`` is called per step of every stage. ``on_round(info)`` is called with the
+    ``RoundInfo`` of each round this call finishes, once its folder is complete on disk (rounds
+    finished before a resume are not reported again; they are in ``RunResult.rounds``).
+    Raises ``OutputExistsError`` if ``out_dir`` holds files and neither ``resume`` nor
+    ``overwrite`` is set, ``ValueError`` on a config differing from the saved one when resuming
+    (naming the keys) and on images without a label.
     """
     from core.refine.initial_round import run_initial_round
     from core.refine.refine_round import run_refine_round
@@ -145,10 +147,10 @@ def run_autolabel(dataset: Dataset, out_dir: str | Path, config: RunConfig = Run
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     _check_dataset(dataset)
-    if config.max_side is not None and config.crop_size < config.max_side:
+    if config.max_side is not None and config.train.crop_size < config.max_side:
         log.warning("crop_size %d is smaller than max_side %d: each round's network trains on crops and then "
                     "labels whole images of up to %d px, a scale it has not seen (on ecssd this cost 0.19 mIoU); "
-                    "set crop_size >= max_side", config.crop_size, config.max_side, config.max_side)
+                    "set crop_size >= max_side", config.train.crop_size, config.max_side, config.max_side)
     run_dir = Path(out_dir)
     start = rundir.prepare(run_dir, config, dataset, resume=resume, overwrite=overwrite)
     infos = [read_round(run_dir, r) for r in range(start)]
@@ -172,8 +174,8 @@ def run_autolabel(dataset: Dataset, out_dir: str | Path, config: RunConfig = Run
             rundir.mark_done(run_dir, index)
             infos.append(read_round(run_dir, index))
             _log_round(infos[-1])
-            if progress is not None:
-                progress("rounds", index, config.rounds)
+            if on_round is not None:
+                on_round(infos[-1])
             reason = decide(infos, config)[0]
             index += 1
     return _finalise(run_dir, config, dataset, infos, reason)
@@ -190,8 +192,8 @@ def _finalise(run_dir: Path, config: RunConfig, dataset: Dataset, infos: list[Ro
             shutil.copyfile(src, tmp)
     summary = {
         "engine": __version__, "finished": True, "rounds_done": [r.index for r in infos],
-        "best_round": best, "select_by": config.select_by,
-        "decided_by": "gt" if (config.select_by == "gt" and best_gt is not None) else "label_free",
+        "best_round": best, "select_by": config.stop.select_by,
+        "decided_by": "gt" if (config.stop.select_by == "gt" and best_gt is not None) else "label_free",
         "best_round_label_free": best_lf, "best_round_gt": best_gt, "stopped_reason": reason,
         "classes": list(dataset.classmap.names), "n_images": len(dataset),
         "rounds": [round_row(r, best) for r in infos],
@@ -200,7 +202,7 @@ def _finalise(run_dir: Path, config: RunConfig, dataset: Dataset, infos: list[Ro
     }
     rundir.write_json(final / "run.json", summary)
     rundir.write_json(run_dir / rundir.RUN, summary)
-    log.info("run %s: best round %d (%s), stopped: %s", run_dir, best, config.select_by, reason)
+    log.info("run %s: best round %d (%s), stopped: %s", run_dir, best, config.stop.select_by, reason)
     return RunResult(run_dir=run_dir, config=config, classmap=dataset.classmap, rounds=infos, best_round=best,
                      stopped_reason=reason, best_round_label_free=best_lf, best_round_gt=best_gt)
 

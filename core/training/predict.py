@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -12,11 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.network.preprocess import to_input
+from core.progress import Progress
 from core.training.data import ImageLike, limit_side, load_image
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,13 +26,13 @@ from core.network.checkpoint import save_checkpoint
 from core.network.config import GFNConfig
 from core.training import distributed as D
 from core.training.config import TrainConfig
+from core.progress import Progress
 from core.training.data import Pair, PairDataset
 
 __all__ = ["TrainConfig", "TrainResult", "train", "segmentation_loss", "set_train_mode"]
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass

@@ -85,7 +85,7 @@ def decode_segmentation(seg, height: int, width: int, *, where: str = "") -> np.
 
     try:
         if isinstance(seg, list):
-            from core.formats.polygons import polygons_to_mask
+            from core.data.polygons import polygons_to_mask
 
             return polygons_to_mask(seg, height, width)
         rle = seg
