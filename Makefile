@@ -1,15 +1,18 @@
 # The two commands of the README:
 #   make demo   set up everything (first run only) and auto-label the built-in example
-#   make test   set up everything (first run only) and run the whole test suite
+#   make test   set up everything (first run only), run the maintainer checks and the whole test suite
+# For development: make lint (ruff + mypy only), make test-unit (the fast unit tests only).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help demo test setup setup-labelstudio bench-quality
+.PHONY: help demo test lint test-unit setup setup-labelstudio bench-quality
 
 help:
-	@echo "make demo   - auto-label the built-in example (sets up the virtualenv on first run)"
-	@echo "make test   - run the tests (sets up the virtualenvs on first run)"
+	@echo "make demo      - auto-label the built-in example (sets up the virtualenv on first run)"
+	@echo "make test      - run the checks and all the tests (sets up the virtualenvs on first run)"
+	@echo "make lint      - the checks only: ruff (lint + format) and mypy"
+	@echo "make test-unit - the fast unit tests only (pytest -m unit, under a minute)"
 
 setup:
 	@bash scripts/setup_env.sh
@@ -20,8 +23,15 @@ setup-labelstudio:
 demo: setup
 	@bash scripts/in_venv.sh gfn-autolabel demo --overwrite
 
-test: setup setup-labelstudio
+test: lint setup-labelstudio
 	@bash scripts/in_venv.sh python -m pytest $(PYTEST_ARGS)
+
+# ruff and mypy read their settings (and mypy its files) from pyproject.toml
+lint: setup
+	@bash scripts/in_venv.sh sh -c 'ruff check . && ruff format --check . && mypy'
+
+test-unit: setup
+	@bash scripts/in_venv.sh python -m pytest -m unit $(PYTEST_ARGS)
 
 bench-quality: setup
 	@bash scripts/in_venv.sh python bench/quality.py

@@ -34,8 +34,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=96, help="example image side in pixels (default 96)")
     p.add_argument("--rounds", type=int, default=3, help="refinement rounds (default 3)")
     p.add_argument("--init", default="auto", help="initial-mask route (default auto)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="other RunConfig settings, values as JSON (e.g. epochs=2 pretrained=false)")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="other RunConfig settings, values as JSON (e.g. epochs=2 pretrained=false)",
+    )
     p.add_argument("--out", default=None, help="also write the report as JSON to this file")
     return p.parse_args(argv)
 
@@ -44,9 +49,15 @@ def machine_info() -> dict:
     import fiftyone as fo
     import torch
 
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "fiftyone": fo.__version__,
-            "cuda": torch.cuda.is_available()}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "fiftyone": fo.__version__,
+        "cuda": torch.cuda.is_available(),
+    }
 
 
 def main(argv=None) -> int:
@@ -55,18 +66,24 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gfn_fiftyone_bench_"))
     (tmp / "plugins").mkdir()
     (tmp / "plugins" / "gfn_fiftyone").symlink_to(ROOT / "gfn_fiftyone", target_is_directory=True)
-    os.environ.update({"FIFTYONE_DATABASE_DIR": str(tmp / "db"), "FIFTYONE_PLUGINS_DIR": str(tmp / "plugins"),
-                       "FIFTYONE_DEFAULT_DATASET_DIR": str(tmp / "datasets"), "FIFTYONE_DO_NOT_TRACK": "true",
-                       "FIFTYONE_DATABASE_VALIDATION": "false", "GFN_FIFTYONE_RUNS_DIR": str(tmp / "runs")})
+    os.environ.update(
+        {
+            "FIFTYONE_DATABASE_DIR": str(tmp / "db"),
+            "FIFTYONE_PLUGINS_DIR": str(tmp / "plugins"),
+            "FIFTYONE_DEFAULT_DATASET_DIR": str(tmp / "datasets"),
+            "FIFTYONE_DO_NOT_TRACK": "true",
+            "FIFTYONE_DATABASE_VALIDATION": "false",
+            "GFN_FIFTYONE_RUNS_DIR": str(tmp / "runs"),
+        }
+    )
     sys.path.insert(0, str(ROOT))
     import fiftyone as fo
     import fiftyone.operators as foo
     from fiftyone.operators.delegated import DelegatedOperationService
 
+    from core.config import parse_key_values
     from core.data.example import make_example
     from core.refine.config import RunConfig
-
-    from core.config import parse_key_values
 
     engine = parse_key_values(args.set)
     config = RunConfig.from_dict({**engine, "init": args.init, "rounds": args.rounds})
@@ -77,15 +94,29 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         example = make_example(tmp / "example", n=args.n, size=args.size)
         ds = fo.Dataset("gfn-bench")
-        ds.add_samples([fo.Sample(filepath=str(s.image_path), ground_truth=fo.Classification(label=s.labels[0]),
-                                  gt=fo.Segmentation(mask_path=str(s.mask_path))) for s in example])
+        ds.add_samples(
+            [
+                fo.Sample(
+                    filepath=str(s.image_path),
+                    ground_truth=fo.Classification(label=s.labels[0]),
+                    gt=fo.Segmentation(mask_path=str(s.mask_path)),
+                )
+                for s in example
+            ]
+        )
         ds.mask_targets = {"gt": example.classmap.to_dict()}
         ds.save()
         setup_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        params = {"label_field": "ground_truth", "init": args.init, "rounds": args.rounds, "output_prefix": "gfn",
-                  "gt_field": "gt", "engine_options": engine}
+        params = {
+            "label_field": "ground_truth",
+            "init": args.init,
+            "rounds": args.rounds,
+            "output_prefix": "gfn",
+            "gt_field": "gt",
+            "engine_options": engine,
+        }
         queued = foo.execute_operator("@gfn-autolabel/gfn/auto_label", ctx={"dataset": ds, "params": params})
         delegated = bool(queued.delegated)
         if delegated:
@@ -98,20 +129,35 @@ def main(argv=None) -> int:
         wall = time.perf_counter() - t0
 
         res = ds.load_run_results("gfn")
-        rows = [{k: r.get(k) for k in ("round", "route", "miou", "changed", "reliability", "seconds")}
-                for r in res.rounds]
+        rows = [
+            {k: r.get(k) for k in ("round", "route", "miou", "changed", "reliability", "seconds")} for r in res.rounds
+        ]
         engine_s = sum(r["seconds"] or 0.0 for r in rows)
-        report = {"machine": info, "n_images": args.n, "size": args.size, "config": config.to_dict(),
-                  "delegated": delegated, "setup_seconds": setup_s, "wall_seconds": wall,
-                  "engine_seconds": engine_s, "plugin_overhead_seconds": wall - engine_s,
-                  "best_round": summary["best_round"], "stopped_reason": summary["stopped_reason"], "rounds": rows}
+        report = {
+            "machine": info,
+            "n_images": args.n,
+            "size": args.size,
+            "config": config.to_dict(),
+            "delegated": delegated,
+            "setup_seconds": setup_s,
+            "wall_seconds": wall,
+            "engine_seconds": engine_s,
+            "plugin_overhead_seconds": wall - engine_s,
+            "best_round": summary["best_round"],
+            "stopped_reason": summary["stopped_reason"],
+            "rounds": rows,
+        }
         print(f"{'round':>5} {'route':>8} {'mIoU':>7} {'changed':>8} {'reliab.':>8} {'seconds':>8}")
         for r in rows:
-            print(f"{r['round']:>5} {str(r['route']):>8} {r['miou'] or 0:7.4f} {r['changed'] or 0:8.4f} "
-                  f"{r['reliability'] or 0:8.4f} {r['seconds'] or 0:8.1f}")
-        print(f"wall time through the operator ({'delegated' if delegated else 'immediate'}): {wall:.1f}s "
-              f"(engine {engine_s:.1f}s, plugin {wall - engine_s:.1f}s) for {args.n} images, "
-              f"best round {summary['best_round']} ({summary['stopped_reason']})")
+            print(
+                f"{r['round']:>5} {r['route']!s:>8} {r['miou'] or 0:7.4f} {r['changed'] or 0:8.4f} "
+                f"{r['reliability'] or 0:8.4f} {r['seconds'] or 0:8.1f}"
+            )
+        print(
+            f"wall time through the operator ({'delegated' if delegated else 'immediate'}): {wall:.1f}s "
+            f"(engine {engine_s:.1f}s, plugin {wall - engine_s:.1f}s) for {args.n} images, "
+            f"best round {summary['best_round']} ({summary['stopped_reason']})"
+        )
         if args.out:
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,10 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,8 +36,8 @@ import torch  # noqa: E402
 
 from core.network import GFNConfig, build_model, save_checkpoint  # noqa: E402
 from core.training import TrainConfig, grid_search_gf, predict, train  # noqa: E402
-from core.training.evaluate import confusion, miou  # noqa: E402
 from core.training.data import load_mask  # noqa: E402
+from core.training.evaluate import confusion, miou  # noqa: E402
 
 log = logging.getLogger("gfn_bench")
 
@@ -52,9 +54,16 @@ def machine_info() -> dict[str, Any]:
     import cv2
     import torchvision
 
-    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "torchvision": torchvision.__version__, "opencv": cv2.__version__,
-            "python": platform.python_version(), "load_avg_at_start": os.getloadavg()}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "opencv": cv2.__version__,
+        "python": platform.python_version(),
+        "load_avg_at_start": os.getloadavg(),
+    }
 
 
 def median_time(fn: Callable[[], Any], runs: int, warmup: int = 1) -> float:
@@ -114,8 +123,8 @@ def bench_speed(runs: int) -> dict[str, Any]:
         pt = torch.from_numpy(src)[None, None]
         for r in (2, 8, 32):
             with torch.inference_mode():
-                ours = median_time(lambda: guided_filter(It, pt, r, 1e-2), runs)
-            ref = median_time(lambda: cv2.ximgproc.guidedFilter(guide, src, r, 1e-2), runs)
+                ours = median_time(partial(guided_filter, It, pt, r, 1e-2), runs)
+            ref = median_time(partial(cv2.ximgproc.guidedFilter, guide, src, r, 1e-2), runs)
             out[f"gf_c{c}_r{r}_ms_per_mp"] = 1000 * ours / mp
             out[f"cv2_c{c}_r{r}_ms_per_mp"] = 1000 * ref / mp
             out[f"gf_over_cv2_c{c}_r{r}"] = ours / ref
@@ -128,19 +137,34 @@ def evaluate(model: torch.nn.Module, pairs: list[tuple[Path, Path]], max_side: i
     cm = np.zeros((2, 2), np.int64)
     per_image = []
     t = time.perf_counter()
-    for (img, mpath), pred in zip(pairs, predict(model, [p for p, _ in pairs], batch_size=1, max_side=max_side)):
+    for (_img, mpath), pred in zip(pairs, predict(model, [p for p, _ in pairs], batch_size=1, max_side=max_side)):
         gt = (load_mask(mpath) > 0).astype(np.uint8)
         c = confusion((pred.mask > 0).astype(np.uint8), gt, 2)
         cm += c
         union = c[1, :].sum() + c[:, 1].sum() - c[1, 1]
         per_image.append(c[1, 1] / union if union else 1.0)
     m, iou = miou(cm)
-    return {"miou": m, "iou_background": iou[0], "iou_object": iou[1], "mean_image_iou": float(np.mean(per_image)),
-            "n_images": len(pairs), "predict_img_per_s": len(pairs) / (time.perf_counter() - t)}
+    return {
+        "miou": m,
+        "iou_background": iou[0],
+        "iou_object": iou[1],
+        "mean_image_iou": float(np.mean(per_image)),
+        "n_images": len(pairs),
+        "predict_img_per_s": len(pairs) / (time.perf_counter() - t),
+    }
 
 
-def train_and_eval(name: str, cfg: GFNConfig, train_pairs, val_pairs, test_pairs, tcfg: TrainConfig,
-                   eval_side: int, save: Path | None, grid: bool) -> dict[str, Any]:
+def train_and_eval(
+    name: str,
+    cfg: GFNConfig,
+    train_pairs,
+    val_pairs,
+    test_pairs,
+    tcfg: TrainConfig,
+    eval_side: int,
+    save: Path | None,
+    grid: bool,
+) -> dict[str, Any]:
     torch.manual_seed(0)
     model = build_model(cfg)
     last = [0.0]
@@ -151,13 +175,21 @@ def train_and_eval(name: str, cfg: GFNConfig, train_pairs, val_pairs, test_pairs
             log.info("%s: step %d/%d", name, done, total)
 
     res = train(model, train_pairs, tcfg, progress=progress)
-    row: dict[str, Any] = {"name": name, "modules": list(cfg.modules()), "steps": res.iterations,
-                           "epochs_done": res.epochs_done, "stopped": res.stopped_reason,
-                           "train_seconds": round(res.seconds, 1), "train_img_per_s": res.images_per_s,
-                           "losses": [round(x, 4) for x in res.losses]}
+    row: dict[str, Any] = {
+        "name": name,
+        "modules": list(cfg.modules()),
+        "steps": res.iterations,
+        "epochs_done": res.epochs_done,
+        "stopped": res.stopped_reason,
+        "train_seconds": round(res.seconds, 1),
+        "train_img_per_s": res.images_per_s,
+        "losses": [round(x, 4) for x in res.losses],
+    }
     if grid and cfg.use_gf:
         row["horse_default_gf"] = evaluate(model, test_pairs, eval_side)
-        r, eps, table = grid_search_gf(model, val_pairs, radii=[1, 2, 4, 8], epss=[1e-3, 1e-2, 1e-1], max_side=eval_side)
+        r, eps, table = grid_search_gf(
+            model, val_pairs, radii=[1, 2, 4, 8], epss=[1e-3, 1e-2, 1e-1], max_side=eval_side
+        )
         row["grid"] = {"r": r, "eps": eps, "table": table}
     row["horse"] = evaluate(model, test_pairs, eval_side)
     if val_pairs:
@@ -211,22 +243,40 @@ def main() -> int:
     if "quality" in sections or "ablation" in sections:
         ecssd, horse = pairs_of(data / "ecssd"), pairs_of(data / "weizmann_horse")
         if args.limit:
-            ecssd, horse = ecssd[:args.limit], horse[:args.limit]
-        val, tr = ecssd[:args.n_val], ecssd[args.n_val:]
+            ecssd, horse = ecssd[: args.limit], horse[: args.limit]
+        val, tr = ecssd[: args.n_val], ecssd[args.n_val :]
         log.info("ECSSD: %d train, %d val; horses: %d", len(tr), len(val), len(horse))
     if "quality" in sections:
-        tcfg = TrainConfig(epochs=6, step_epochs=4, batch_size=8, crop_size=args.crop, max_side=args.max_side,
-                           time_budget_s=args.budget, seed=0)
-        results["quality"] = train_and_eval("all", GFNConfig(), tr, val, horse, tcfg, args.max_side,
-                                            save_dir / "ecssd_gfn_all.pt", grid=True)
+        tcfg = TrainConfig(
+            epochs=6,
+            step_epochs=4,
+            batch_size=8,
+            crop_size=args.crop,
+            max_side=args.max_side,
+            time_budget_s=args.budget,
+            seed=0,
+        )
+        results["quality"] = train_and_eval(
+            "all", GFNConfig(), tr, val, horse, tcfg, args.max_side, save_dir / "ecssd_gfn_all.pt", grid=True
+        )
         dump()
     if "ablation" in sections:
         rows = []
         for name in ("baseline", "gf", "hgl", "bg", "all"):
-            tcfg = TrainConfig(epochs=6, step_epochs=4, batch_size=8, crop_size=args.ablation_crop,
-                               max_side=args.ablation_max_side, time_budget_s=args.ablation_budget, seed=0)
-            rows.append(train_and_eval(name, GFNConfig.for_ablation(name), tr, [], horse, tcfg,
-                                       args.ablation_max_side, None, grid=False))
+            tcfg = TrainConfig(
+                epochs=6,
+                step_epochs=4,
+                batch_size=8,
+                crop_size=args.ablation_crop,
+                max_side=args.ablation_max_side,
+                time_budget_s=args.ablation_budget,
+                seed=0,
+            )
+            rows.append(
+                train_and_eval(
+                    name, GFNConfig.for_ablation(name), tr, [], horse, tcfg, args.ablation_max_side, None, grid=False
+                )
+            )
             results["ablation"] = rows
             dump()
         log.info("ablation (horse mIoU): %s", {r["name"]: round(r["horse"]["miou"], 4) for r in rows})

@@ -69,8 +69,9 @@ def load_set(data_root: Path, name: str, limit: int | None) -> Dataset:
         raise FileNotFoundError(f"no images in {root / 'images'}; pass --data pointing at the shared data folder")
     if limit:
         images = images[:limit]
-    samples = [Sample(stem=p.stem, image_path=p, labels=(cls,), mask_path=root / "masks" / f"{p.stem}.png")
-               for p in images]
+    samples = [
+        Sample(stem=p.stem, image_path=p, labels=(cls,), mask_path=root / "masks" / f"{p.stem}.png") for p in images
+    ]
     return Dataset(samples=tuple(samples), classmap=ClassMap.from_names([cls]))
 
 
@@ -87,8 +88,12 @@ def evaluate(masks: dict[str, np.ndarray], ds: Dataset) -> dict[str, float]:
         union = (g | p).sum()
         per_image.append(1.0 if union == 0 else (g & p).sum() / union)
     ious = [conf[c, c] / max(conf[c].sum() + conf[:, c].sum() - conf[c, c], 1) for c in range(2)]
-    return {"miou": float(np.mean(ious)), "iou_bg": float(ious[0]), "iou_obj": float(ious[1]),
-            "mean_image_iou": float(np.mean(per_image))}
+    return {
+        "miou": float(np.mean(ious)),
+        "iou_bg": float(ious[0]),
+        "iou_obj": float(ious[1]),
+        "mean_image_iou": float(np.mean(per_image)),
+    }
 
 
 def machine_info(threads: int) -> str:
@@ -103,9 +108,11 @@ def machine_info(threads: int) -> str:
     except OSError:
         pass
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    return (f"machine: {cpu}; {os.cpu_count()} cores; torch threads {threads}; load avg {load[0]:.1f}\n"
-            f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
-            f"opencv {cv2.__version__}, numpy {np.__version__}")
+    return (
+        f"machine: {cpu}; {os.cpu_count()} cores; torch threads {threads}; load avg {load[0]:.1f}\n"
+        f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"opencv {cv2.__version__}, numpy {np.__version__}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,15 +120,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--otsu-sets", nargs="+", default=["horse"], choices=list(SETS),
-                    help="sets on which the (slow, GFN-training) otsu variant runs")
+    ap.add_argument(
+        "--otsu-sets",
+        nargs="+",
+        default=["horse"],
+        choices=list(SETS),
+        help="sets on which the (slow, GFN-training) otsu variant runs",
+    )
     ap.add_argument("--limit", type=int, default=200, help="images per set (first N by name); 0 = all")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
+    )
     import torch
 
     torch.set_num_threads(args.threads)
@@ -155,11 +168,22 @@ def main(argv: list[str] | None = None) -> int:
             if "n_simple" in res.info:
                 notes = f"{res.info['n_simple']} simple images"
             ref = REFERENCE.get(set_name, {}).get(name)
-            row = {"set": set_name, "variant": name, "route": route, "overrides": overrides, "n": len(ds),
-                   **m, "seconds_per_image": sec, "reference_miou": ref}
+            row = {
+                "set": set_name,
+                "variant": name,
+                "route": route,
+                "overrides": overrides,
+                "n": len(ds),
+                **m,
+                "seconds_per_image": sec,
+                "reference_miou": ref,
+            }
             rows.append(row)
-            print(f"{set_name:6} {name:20} {len(ds):4d} {m['miou']:6.3f} {m['iou_obj']:6.3f} "
-                  f"{m['mean_image_iou']:6.3f} {sec:6.2f} {ref if ref is not None else '':>5}  {notes}", flush=True)
+            print(
+                f"{set_name:6} {name:20} {len(ds):4d} {m['miou']:6.3f} {m['iou_obj']:6.3f} "
+                f"{m['mean_image_iou']:6.3f} {sec:6.2f} {ref if ref is not None else '':>5}  {notes}",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
     return 0

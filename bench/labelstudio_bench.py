@@ -15,6 +15,7 @@ machine; every loop is bounded in count and time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,8 +37,10 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 TOKEN = "bench-token-0123456789"
-CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
-          '<Label value="ellipse"/><Label value="star"/><Label value="ring"/></BrushLabels></View>')
+CONFIG = (
+    '<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
+    '<Label value="ellipse"/><Label value="star"/><Label value="ring"/></BrushLabels></View>'
+)
 
 
 def free_port() -> int:
@@ -48,7 +51,7 @@ def free_port() -> int:
 
 def file_server(files: dict[str, bytes]) -> tuple[ThreadingHTTPServer, str]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server API
+        def do_GET(self):
             if self.headers.get("Authorization") != f"Token {TOKEN}":
                 self.send_response(401)
                 self.end_headers()
@@ -74,16 +77,24 @@ def file_server(files: dict[str, bytes]) -> tuple[ThreadingHTTPServer, str]:
 
 def machine_info(workers: int, threads: int | None) -> dict:
     cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     import torch
 
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cores": os.cpu_count(), "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
-            "torch": torch.__version__, "backend_workers": workers, "backend_threads": threads}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "torch": torch.__version__,
+        "backend_workers": workers,
+        "backend_threads": threads,
+    }
 
 
 def train_stub_model(model_dir: Path, image_paths: list[Path], masks) -> str:
@@ -98,8 +109,9 @@ def train_stub_model(model_dir: Path, image_paths: list[Path], masks) -> str:
     store = ProjectStore(model_dir, "1")
     store.save_classes(cmap)
     out = store.new_model_path("bench-model")
-    Engine(settings).train(list(zip(image_paths, masks)), cmap, out_path=out, warm_start=None,
-                           n_human=len(masks), round_index=1)
+    Engine(settings).train(
+        list(zip(image_paths, masks)), cmap, out_path=out, warm_start=None, n_human=len(masks), round_index=1
+    )
     store.set_current("bench-model", out, cmap.names)
     return "bench-model"
 
@@ -135,12 +147,20 @@ def run_level(url: str, tasks: list[dict], clients: int, n_requests: int, timeou
     def pct(p: float) -> float | None:
         if not lat:
             return None
-        return round(lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))] * 1000, 1)
+        return round(lat[min(len(lat) - 1, round(p / 100 * (len(lat) - 1)))] * 1000, 1)
 
-    return {"clients": clients, "requests": n_requests, "ok": len(lat), "errors": len(errors),
-            "error_samples": errors[:3], "p50_ms": pct(50), "p95_ms": pct(95),
-            "mean_ms": round(statistics.mean(lat) * 1000, 1) if lat else None,
-            "throughput_rps": round(len(lat) / wall, 2), "wall_s": round(wall, 2)}
+    return {
+        "clients": clients,
+        "requests": n_requests,
+        "ok": len(lat),
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "mean_ms": round(statistics.mean(lat) * 1000, 1) if lat else None,
+        "throughput_rps": round(len(lat) / wall, 2),
+        "wall_s": round(wall, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="gfn-ls-bench-"))
     ds = make_example(work / "example", n=args.images, size=args.size)
     files = {f"/data/upload/1/{s.stem}.png": Path(s.image_path).read_bytes() for s in ds}
-    tasks = [{"id": i + 1, "data": {"image": f"/data/upload/1/{s.stem}.png", "label": s.labels[0]}}
-             for i, s in enumerate(ds)]
+    tasks = [
+        {"id": i + 1, "data": {"image": f"/data/upload/1/{s.stem}.png", "label": s.labels[0]}} for i, s in enumerate(ds)
+    ]
     model_dir = work / "models"
     mode = "initial route (no trained model)"
     if args.with_model:
@@ -176,10 +197,27 @@ def main(argv: list[str] | None = None) -> int:
 
     server, ls_url = file_server(files)
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LABEL_STUDIO_URL": ls_url, "LABEL_STUDIO_API_KEY": TOKEN,
-           "MODEL_DIR": str(model_dir), "TORCH_THREADS": str(args.torch_threads), "LOG_LEVEL": "warning"}
-    cmd = [sys.executable, "-m", "core", "serve-labelstudio", "--port", str(port), "--workers", str(args.workers),
-           "--log-level", "warning"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LABEL_STUDIO_URL": ls_url,
+        "LABEL_STUDIO_API_KEY": TOKEN,
+        "MODEL_DIR": str(model_dir),
+        "TORCH_THREADS": str(args.torch_threads),
+        "LOG_LEVEL": "warning",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "core",
+        "serve-labelstudio",
+        "--port",
+        str(port),
+        "--workers",
+        str(args.workers),
+        "--log-level",
+        "warning",
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     log_path = work / "backend.log"
@@ -216,14 +254,20 @@ def main(argv: list[str] | None = None) -> int:
 
     m = report["machine"]
     print(f"Label Studio ML backend /predict benchmark - {report['mode']}")
-    print(f"machine: {m['cpu']} x{m['cores']} cores, {m['platform']}, python {m['python']}, torch {m['torch']}, "
-          f"load avg {m['load_avg_1_5_15']} -> {m['load_avg_after']}")
-    print(f"backend: {args.workers} gunicorn/uvicorn worker(s), torch threads {args.torch_threads}; "
-          f"{args.images} images of {args.size}px, 1 task per request; warm-up {report['warmup']['seconds']}s")
+    print(
+        f"machine: {m['cpu']} x{m['cores']} cores, {m['platform']}, python {m['python']}, torch {m['torch']}, "
+        f"load avg {m['load_avg_1_5_15']} -> {m['load_avg_after']}"
+    )
+    print(
+        f"backend: {args.workers} gunicorn/uvicorn worker(s), torch threads {args.torch_threads}; "
+        f"{args.images} images of {args.size}px, 1 task per request; warm-up {report['warmup']['seconds']}s"
+    )
     print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'req/s':>7}")
     for lv in report["levels"]:
-        print(f"{lv['clients']:>7} {lv['requests']:>8} {lv['errors']:>6} {lv['p50_ms']!s:>8} {lv['p95_ms']!s:>8} "
-              f"{lv['mean_ms']!s:>8} {lv['throughput_rps']:>7}")
+        print(
+            f"{lv['clients']:>7} {lv['requests']:>8} {lv['errors']:>6} {lv['p50_ms']!s:>8} {lv['p95_ms']!s:>8} "
+            f"{lv['mean_ms']!s:>8} {lv['throughput_rps']:>7}"
+        )
         for e in lv["error_samples"]:
             print(f"        error: {e}")
     if args.json:

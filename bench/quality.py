@@ -43,9 +43,14 @@ ecssd starts from GrabCut in a centre box (0.47 s/image, against 0.81 for ``auto
 def machine_info() -> dict:
     import torch
 
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available()}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
 
 
 def load_setting(name: str, data: Path, limit: int | None):
@@ -107,8 +112,9 @@ def seed_round0(run_dir: Path, donor: Path, config, dataset) -> None:
     shutil.copytree(rundir.round_dir(donor, 0), rundir.round_dir(run_dir, 0))
 
 
-def run_setting(name: str, data: Path, out: Path, overrides: dict, limit: int | None, resume: bool,
-                reuse_init: Path | None = None) -> dict:
+def run_setting(
+    name: str, data: Path, out: Path, overrides: dict, limit: int | None, resume: bool, reuse_init: Path | None = None
+) -> dict:
     from core.refine.config import RunConfig
     from core.refine.report import format_table
     from core.refine.runner import round_row, run_autolabel
@@ -116,8 +122,11 @@ def run_setting(name: str, data: Path, out: Path, overrides: dict, limit: int | 
     ds, source = load_setting(name, data, limit)
     base = SETTING_BASE.get(name, {})
     config = RunConfig.from_dict({**base, **overrides})
-    print(f"\n=== {name}: {len(ds)} images, classes {list(ds.classmap.foreground)}"
-          f"{', source ' + str(len(source)) + ' ecssd images' if source else ''}", flush=True)
+    print(
+        f"\n=== {name}: {len(ds)} images, classes {list(ds.classmap.foreground)}"
+        f"{', source ' + str(len(source)) + ' ecssd images' if source else ''}",
+        flush=True,
+    )
     print(f"settings: {json.dumps(config.to_dict())}", flush=True)
     t0 = time.perf_counter()
     if reuse_init is not None:
@@ -133,21 +142,34 @@ def run_setting(name: str, data: Path, out: Path, overrides: dict, limit: int | 
     best_gt = max(m for m in mious if m is not None)
     final = res.round(res.best_round).miou
     report = {
-        "setting": name, "n_images": len(ds), "config": config.to_dict(), "rounds": rows,
-        "best_round": res.best_round, "best_round_gt": res.best_round_gt, "stopped": res.stopped_reason,
-        "final_miou": final, "round0_miou": mious[0], "best_miou": best_gt, "seconds": secs, "cpu_seconds": cpu,
+        "setting": name,
+        "n_images": len(ds),
+        "config": config.to_dict(),
+        "rounds": rows,
+        "best_round": res.best_round,
+        "best_round_gt": res.best_round_gt,
+        "stopped": res.stopped_reason,
+        "final_miou": final,
+        "round0_miou": mious[0],
+        "best_miou": best_gt,
+        "seconds": secs,
+        "cpu_seconds": cpu,
         "seconds_per_image": per_image_seconds(res),
         "checks": {
             "target": {"want": TARGETS[name], "got": final, "ok": final is not None and final >= TARGETS[name]},
-            "beats_round0": {"margin": None if final is None else final - mious[0],
-                             "ok": final is not None and final > mious[0]},
+            "beats_round0": {
+                "margin": None if final is None else final - mious[0],
+                "ok": final is not None and final > mious[0],
+            },
             "label_free_within_0.01": {"gap": best_gt - final, "ok": best_gt - final <= 0.01},
         },
     }
     if name in TIME_LIMIT_S and not limit:
         report["checks"]["time"] = {"want_s": TIME_LIMIT_S[name], "got_s": secs, "ok": secs <= TIME_LIMIT_S[name]}
-    print(f"seconds per image per stage (all rounds): {report['seconds_per_image']}; total {secs:.0f}s wall, "
-          f"{cpu:.0f}s CPU (wall on an idle 2-core machine is about CPU / 2; other jobs share this one)")
+    print(
+        f"seconds per image per stage (all rounds): {report['seconds_per_image']}; total {secs:.0f}s wall, "
+        f"{cpu:.0f}s CPU (wall on an idle 2-core machine is about CPU / 2; other jobs share this one)"
+    )
     for k, c in report["checks"].items():
         print(f"check {k}: {'OK ' if c['ok'] else 'MISS'} {json.dumps({a: b for a, b in c.items() if a != 'ok'})}")
     return report
@@ -161,12 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="first N images only (a quick check, not the benchmark)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="RunConfig overrides (JSON values)")
     p.add_argument("--resume", action="store_true", help="resume the runs in OUT instead of starting again")
-    p.add_argument("--reuse-init", type=Path, metavar="OUT",
-                   help="take round 0 from an earlier benchmark output (tuning only; its time is then not counted)")
+    p.add_argument(
+        "--reuse-init",
+        type=Path,
+        metavar="OUT",
+        help="take round 0 from an earlier benchmark output (tuning only; its time is then not counted)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     from core.config import parse_key_values
 
     try:
@@ -175,12 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     info = machine_info()
     print(f"machine: {json.dumps(info)}", flush=True)
-    reports = [run_setting(n, args.data, args.out, overrides, args.limit, args.resume, args.reuse_init)
-               for n in args.settings]
+    reports = [
+        run_setting(n, args.data, args.out, overrides, args.limit, args.resume, args.reuse_init) for n in args.settings
+    ]
     print("\n=== summary (route x round: mIoU / mean image IoU)")
     for rep in reports:
-        cells = "  ".join(f"r{r['round']}: {r['miou']:.3f}/{r['mean_image_iou']:.3f}{'*' if r['best'] else ''}"
-                          for r in rep["rounds"])
+        cells = "  ".join(
+            f"r{r['round']}: {r['miou']:.3f}/{r['mean_image_iou']:.3f}{'*' if r['best'] else ''}" for r in rep["rounds"]
+        )
         print(f"{rep['setting']:9s} ({rep['rounds'][0]['route']}) {cells}  [{rep['seconds']:.0f}s]")
     args.out.mkdir(parents=True, exist_ok=True)
     from core.io.atomic import write_text_atomic

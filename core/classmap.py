@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -35,7 +35,7 @@ class ClassMap:
                 raise ValueError(f"class names must be non-empty strings, got {n!r}")
 
     @classmethod
-    def from_names(cls, foreground: Iterable[str]) -> "ClassMap":
+    def from_names(cls, foreground: Iterable[str]) -> ClassMap:
         """Build from foreground class names (background is added as index 0; order kept, duplicates dropped)."""
         seen: list[str] = []
         for name in foreground:
@@ -44,7 +44,7 @@ class ClassMap:
         return cls((BACKGROUND, *seen))
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[int | str, str]) -> "ClassMap":
+    def from_dict(cls, mapping: Mapping[int | str, str]) -> ClassMap:
         """From ``{index: name}`` with indices 0..K-1 contiguous (JSON keys may be strings)."""
         items = sorted((int(k), v) for k, v in mapping.items())
         if [k for k, _ in items] != list(range(len(items))):
@@ -76,7 +76,7 @@ class ClassMap:
         write_text_atomic(path, json.dumps({str(k): v for k, v in self.to_dict().items()}, indent=2))
 
     @classmethod
-    def load(cls, path) -> "ClassMap":
+    def load(cls, path) -> ClassMap:
         with open(path, encoding="utf-8") as fh:
             try:
                 data = json.load(fh)

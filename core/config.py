@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def check_known_fields(cls: type, data: Mapping[str, Any], noun: str = "field") -> None:

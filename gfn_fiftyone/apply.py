@@ -31,16 +31,25 @@ def load_labeller(run_dir: Path, round_index: int | str | None):
     k = resolve_round(run, round_index)
     if hasattr(Labeller, "from_run"):
         return Labeller.from_run(run_dir, k), k
-    with_model = [r for r in run.rounds if r.checkpoint is not None and r.index >= k] or \
-        [r for r in run.rounds if r.checkpoint is not None]
+    with_model = [r.checkpoint for r in run.rounds if r.checkpoint is not None and r.index >= k] or [
+        r.checkpoint for r in run.rounds if r.checkpoint is not None
+    ]
     if not with_model:
         raise ValueError(f"run {run_dir} has no trained model (only round 0 is finished)")
-    return Labeller.from_checkpoint(with_model[0].checkpoint), k
+    return Labeller.from_checkpoint(with_model[0]), k
 
 
-def apply_model(collection, output_prefix: str, output_field: str, *, round_index: int | str | None = "best",
-                label_field: str | None = None, overwrite: bool = False, skip_missing: bool = False,
-                progress: ProgressFn | None = None) -> dict[str, Any]:
+def apply_model(
+    collection,
+    output_prefix: str,
+    output_field: str,
+    *,
+    round_index: int | str | None = "best",
+    label_field: str | None = None,
+    overwrite: bool = False,
+    skip_missing: bool = False,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
     """Label the samples of ``collection`` with run ``output_prefix``'s model into ``output_field``.
 
     ``label_field`` (optional): each image's classes; other classes are then removed from its mask
@@ -55,17 +64,20 @@ def apply_model(collection, output_prefix: str, output_field: str, *, round_inde
     rel_field = f"{output_field}_reliability"
     existing = [f for f in (output_field, rel_field) if dataset.get_field(f) is not None]
     if existing and not overwrite:
-        raise ValueError(f"field(s) {existing} exist on dataset '{dataset.name}'; pass overwrite=True to "
-                         f"replace them, or choose another output_field")
+        raise ValueError(
+            f"field(s) {existing} exist on dataset '{dataset.name}'; pass overwrite=True to "
+            f"replace them, or choose another output_field"
+        )
     classmap = ClassMap(tuple(record.classes))
-    target = convert.build_target(collection, label_field=label_field, skip_missing=skip_missing,
-                                  classmap=classmap, labels_required=False)
+    target = convert.build_target(
+        collection, label_field=label_field, skip_missing=skip_missing, classmap=classmap, labels_required=False
+    )
     labeller, k = load_labeller(record.folder, round_index)
     out_dir = record.folder / "applied" / output_field
     samples = list(target.dataset)
     masks, scores = {}, {}
     for start in range(0, len(samples), BATCH):
-        batch = samples[start:start + BATCH]
+        batch = samples[start : start + BATCH]
         labels = [list(s.labels) or None for s in batch]
         for s, (mask, score, _) in zip(batch, labeller.label_many([s.image_path for s in batch], labels)):
             path = out_dir / f"{s.stem}.png"

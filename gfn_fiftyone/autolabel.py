@@ -5,7 +5,10 @@ engine's dataset from the view (:mod:`gfn_fiftyone.convert`), registers the run 
 (:mod:`gfn_fiftyone.runs`), calls ``core.refine.runner.run_autolabel`` on a run folder kept for
 this prefix, writes each round's fields as soon as the round is finished on disk, and finally the
 best round under the prefix itself. A run that stopped half-way (status ``running`` or ``failed``)
-resumes from its last finished round when started again with the same prefix.
+resumes from its last finished round when started again with the same prefix. The engine's collapse
+guard (``core.refine.collapse``) gives every finished run an outcome, ``"ok"``, ``"degraded"`` or
+``"collapsed"``: it is stored on the run (``outcome`` in its config, ``status`` in its results),
+logged as a warning or an error, and returned with a ``warning`` line when it is not ``"ok"``.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from core.refine.config import RunConfig
 from gfn_fiftyone import convert, runs
@@ -29,8 +33,9 @@ log = logging.getLogger(__name__)
 RUNS_DIR_ENV = "GFN_FIFTYONE_RUNS_DIR"
 
 
-def make_config(*, init: str = "auto", rounds: int = 3, backbone: str | None = None,
-                engine_options: Mapping[str, Any] | None = None) -> RunConfig:
+def make_config(
+    *, init: str = "auto", rounds: int = 3, backbone: str | None = None, engine_options: Mapping[str, Any] | None = None
+) -> RunConfig:
     """The engine's ``RunConfig`` from the operator's settings plus any other ``RunConfig`` settings in
     ``engine_options`` (nested, dotted such as ``train.epochs``, or flat names; unknown names raise
     ``ValueError`` listing the known ones)."""
@@ -78,10 +83,16 @@ def round_row(info) -> dict[str, Any]:
     """One round of a ``RunResult`` as a JSON-ready row for the stored run and the panel."""
     gt = info.metrics.get("gt") or {}
     lf = info.metrics.get("label_free") or {}
-    return {"round": info.index, "route": info.provenance.get("route"), "miou": gt.get("miou"),
-            "per_class_iou": gt.get("per_class_iou"), "mean_image_iou": gt.get("mean_image_iou"),
-            "changed": lf.get("changed"), "reliability": lf.get("reliability"),
-            "seconds": (info.metrics.get("seconds") or {}).get("total")}
+    return {
+        "round": info.index,
+        "route": info.provenance.get("route"),
+        "miou": gt.get("miou"),
+        "per_class_iou": gt.get("per_class_iou"),
+        "mean_image_iou": gt.get("mean_image_iou"),
+        "changed": lf.get("changed"),
+        "reliability": lf.get("reliability"),
+        "seconds": (info.metrics.get("seconds") or {}).get("total"),
+    }
 
 
 def write_round(dataset, target: convert.Target, names: RunNames, info) -> None:
@@ -93,10 +104,19 @@ def write_round(dataset, target: convert.Target, names: RunNames, info) -> None:
     convert.write_float_field(dataset, names.changed(info.index), changed, target.ids)
 
 
-def auto_label(collection, *, output_prefix: str = "gfn", label_field: str | None = None,
-               label: str | None = None, gt_field: str | None = None, config: RunConfig | None = None,
-               overwrite: bool = False, skip_missing: bool = False, runs_dir: str | os.PathLike | None = None,
-               progress: ProgressFn | None = None) -> dict[str, Any]:
+def auto_label(
+    collection,
+    *,
+    output_prefix: str = "gfn",
+    label_field: str | None = None,
+    label: str | None = None,
+    gt_field: str | None = None,
+    config: RunConfig | None = None,
+    overwrite: bool = False,
+    skip_missing: bool = False,
+    runs_dir: str | os.PathLike | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
     """Label the samples of ``collection`` (a dataset or view) at pixel level; see the module docstring.
 
     Raises ``ValueError`` naming the fields when outputs of ``output_prefix`` exist and neither
@@ -118,24 +138,45 @@ def auto_label(collection, *, output_prefix: str = "gfn", label_field: str | Non
             raise ValueError(
                 f"output_prefix {output_prefix!r} is taken on dataset '{dataset.name}' "
                 f"({'a finished run; ' if record else ''}existing: {existing or [names.run_key]}); "
-                f"pass overwrite=True to replace it, or choose another output_prefix")
-    run_dir = record.run_dir if (resume and record.run_dir is not None) else default_run_dir(
-        dataset, output_prefix, runs_dir)
+                f"pass overwrite=True to replace it, or choose another output_prefix"
+            )
+    run_dir = (
+        record.run_dir
+        if (resume and record is not None and record.run_dir is not None)
+        else default_run_dir(dataset, output_prefix, runs_dir)
+    )
     if not resume and not overwrite and Path(run_dir).is_dir() and any(Path(run_dir).iterdir()):
-        raise ValueError(f"run folder {run_dir} for output_prefix {output_prefix!r} already holds files (from an "
-                         f"earlier dataset of the same name?); pass overwrite=True, or another runs_dir")
+        raise ValueError(
+            f"run folder {run_dir} for output_prefix {output_prefix!r} already holds files (from an "
+            f"earlier dataset of the same name?); pass overwrite=True, or another runs_dir"
+        )
 
-    target = convert.build_target(collection, label_field=label_field, label=label, gt_field=gt_field,
-                                  skip_missing=skip_missing)
+    target = convert.build_target(
+        collection, label_field=label_field, label=label, gt_field=gt_field, skip_missing=skip_missing
+    )
     if overwrite:
         clear_outputs(dataset, names)
-    settings = {"prefix": output_prefix, "run_dir": str(run_dir), "label_field": label_field, "label": label,
-                "gt_field": gt_field, "classes": list(target.classmap.names), "engine": config.to_dict(),
-                "n_samples": len(target.dataset), "skipped": sorted(target.skipped)[:100],
-                "n_skipped": len(target.skipped)}
+    settings = {
+        "prefix": output_prefix,
+        "run_dir": str(run_dir),
+        "label_field": label_field,
+        "label": label,
+        "gt_field": gt_field,
+        "classes": list(target.classmap.names),
+        "engine": config.to_dict(),
+        "n_samples": len(target.dataset),
+        "skipped": sorted(target.skipped)[:100],
+        "n_skipped": len(target.skipped),
+    }
     runs.start_run(collection, names.run_key, settings)
-    log.info("%s run %r on %d samples of '%s' into %s", "resuming" if resume else "starting", output_prefix,
-             len(target.dataset), dataset.name, run_dir)
+    log.info(
+        "%s run %r on %d samples of '%s' into %s",
+        "resuming" if resume else "starting",
+        output_prefix,
+        len(target.dataset),
+        dataset.name,
+        run_dir,
+    )
 
     can_resume = resume and (Path(run_dir) / rundir.CONFIG).is_file()
     first = len(rundir.finished_rounds(Path(run_dir))) if can_resume else 0
@@ -148,8 +189,15 @@ def auto_label(collection, *, output_prefix: str = "gfn", label_field: str | Non
         tracker.round_finished(info.index)
 
     try:
-        result = run_autolabel(target.dataset, run_dir, config, resume=can_resume, overwrite=not can_resume,
-                               progress=tracker, on_round=on_round)
+        result = run_autolabel(
+            target.dataset,
+            run_dir,
+            config,
+            resume=can_resume,
+            overwrite=not can_resume,
+            progress=tracker,
+            on_round=on_round,
+        )
         for info in result.rounds:  # rounds finished by an earlier, interrupted call
             if info.index not in written:
                 write_round(dataset, target, names, info)
@@ -162,12 +210,34 @@ def auto_label(collection, *, output_prefix: str = "gfn", label_field: str | Non
         raise
     rows = [round_row(r) for r in result.rounds]
     fields = [names.best, names.best_reliability] + [f for r in result.rounds for f in names.round_fields(r.index)]
-    runs.save_results(dataset, names.run_key, rounds=rows, best_round=result.best_round,
-                      best_round_label_free=result.best_round_label_free, best_round_gt=result.best_round_gt,
-                      stopped_reason=result.stopped_reason, fields=fields)
-    runs.set_status(dataset, names.run_key, runs.COMPLETED, error=None)
+    runs.save_results(
+        dataset,
+        names.run_key,
+        rounds=rows,
+        best_round=result.best_round,
+        best_round_label_free=result.best_round_label_free,
+        best_round_gt=result.best_round_gt,
+        stopped_reason=result.stopped_reason,
+        fields=fields,
+        status=result.status,
+        collapsed_rounds={str(r.index): list(v.reasons) for r, v in zip(result.rounds, result.verdicts) if v.collapsed},
+    )
+    runs.set_status(dataset, names.run_key, runs.COMPLETED, error=None, outcome=result.status)
+    warning = result.status_message
+    if warning:
+        (log.error if result.status == "collapsed" else log.warning)("run %r: %s", output_prefix, warning)
     if progress is not None:
-        progress(1.0, f"done: best round {result.best_round}")
-    return {"prefix": output_prefix, "run_dir": str(run_dir), "rounds": [r.index for r in result.rounds],
-            "best_round": result.best_round, "stopped_reason": result.stopped_reason, "fields": fields,
-            "n_samples": len(target.dataset), "skipped": target.skipped_list(), "resumed": can_resume}
+        progress(1.0, f"done: best round {result.best_round}" + (f" ({result.status})" if warning else ""))
+    return {
+        "prefix": output_prefix,
+        "run_dir": str(run_dir),
+        "rounds": [r.index for r in result.rounds],
+        "best_round": result.best_round,
+        "stopped_reason": result.stopped_reason,
+        "status": result.status,
+        "warning": warning or None,
+        "fields": fields,
+        "n_samples": len(target.dataset),
+        "skipped": target.skipped_list(),
+        "resumed": can_resume,
+    }

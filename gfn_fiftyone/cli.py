@@ -66,15 +66,19 @@ def install(dest_root: Path, *, copy: bool = False, force: bool = False) -> Path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("fiftyone", help="install the FiftyOne plugin (@gfn-autolabel/gfn)",
-                       description="FiftyOne plugin helpers. 'install' links the plugin into FiftyOne's plugins "
-                                   "folder; alternatively set FIFTYONE_PLUGINS_DIR to a folder containing a link "
-                                   "to the folder printed by 'path'.")
+    p = sub.add_parser(
+        "fiftyone",
+        help="install the FiftyOne plugin (@gfn-autolabel/gfn)",
+        description="FiftyOne plugin helpers. 'install' links the plugin into FiftyOne's plugins "
+        "folder; alternatively set FIFTYONE_PLUGINS_DIR to a folder containing a link "
+        "to the folder printed by 'path'.",
+    )
     actions = p.add_subparsers(dest="fiftyone_action", metavar="ACTION")
     actions.required = True
     ins = actions.add_parser("install", help="link (or copy) the plugin into the FiftyOne plugins folder")
-    ins.add_argument("--dir", metavar="PLUGINS_DIR",
-                     help="plugins folder (default: fo.config.plugins_dir / $FIFTYONE_PLUGINS_DIR)")
+    ins.add_argument(
+        "--dir", metavar="PLUGINS_DIR", help="plugins folder (default: fo.config.plugins_dir / $FIFTYONE_PLUGINS_DIR)"
+    )
     ins.add_argument("--copy", action="store_true", help="copy instead of symlinking (core must then be installed)")
     ins.add_argument("--force", action="store_true", help="replace an existing entry of the same name")
     actions.add_parser("path", help="print the plugin folder (the one holding fiftyone.yml)")
@@ -94,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
         dest = install(root, copy=args.copy, force=args.force)
     except FileExistsError as exc:
         raise CLIError(str(exc)) from None
-    print(f"installed {PLUGIN_NAME} at {dest} -> {plugin_dir()}" if not args.copy else
-          f"copied {PLUGIN_NAME} to {dest}")
+    print(
+        f"installed {PLUGIN_NAME} at {dest} -> {plugin_dir()}" if not args.copy else f"copied {PLUGIN_NAME} to {dest}"
+    )
     if args.dir and Path(args.dir).expanduser().resolve() != (default_plugins_dir() or Path()).resolve():
         print(f"FiftyOne looks in its plugins_dir; set FIFTYONE_PLUGINS_DIR={root} to use this folder")
     print("check with: fiftyone plugins list")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -36,8 +36,10 @@ class TargetProblems(ValueError):
         if more > 0:
             lines.append(f"  ... and {more} more")
         super().__init__(
-            f"{len(self.problems)} sample(s) cannot be labelled:\n" + "\n".join(lines)
-            + "\nSet skip_missing=True to label the other samples and skip these.")
+            f"{len(self.problems)} sample(s) cannot be labelled:\n"
+            + "\n".join(lines)
+            + "\nSet skip_missing=True to label the other samples and skip these."
+        )
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,8 @@ def fields_of_type(collection, type_names: Sequence[str]) -> list[str]:
 def require_field(collection, field_name: str | None, type_names: Sequence[str], role: str) -> str:
     """The label class of ``field_name`` if it is one of ``type_names``; ``ValueError`` naming the candidates."""
     f = collection.get_field(field_name) if field_name else None
-    kind = field_type_name(collection, field_name) if f is not None else None
-    if kind in type_names:
+    kind = field_type_name(collection, field_name) if field_name and f is not None else None
+    if kind is not None and kind in type_names:
         return kind
     candidates = fields_of_type(collection, type_names)
     where = f"dataset '{collection._root_dataset.name}'"
@@ -101,8 +103,9 @@ def mask_targets_of(collection, field_name: str) -> dict[int, str] | None:
     out = {}
     for k, v in targets.items():
         if isinstance(k, str) and not k.isdigit():
-            raise ValueError(f"mask_targets of field {field_name!r} use RGB keys ({k!r}); only class-index "
-                             f"masks are supported")
+            raise ValueError(
+                f"mask_targets of field {field_name!r} use RGB keys ({k!r}); only class-index masks are supported"
+            )
         out[int(k)] = str(v)
     return out
 
@@ -165,9 +168,16 @@ def sample_labels(collection, label_field: str | None, label: str | None) -> lis
     return [tuple(dict.fromkeys(v for v in (vs or []) if v)) for vs in vals]
 
 
-def build_target(collection, *, label_field: str | None = None, label: str | None = None,
-                 gt_field: str | None = None, skip_missing: bool = False,
-                 classmap: ClassMap | None = None, labels_required: bool = True) -> Target:
+def build_target(
+    collection,
+    *,
+    label_field: str | None = None,
+    label: str | None = None,
+    gt_field: str | None = None,
+    skip_missing: bool = False,
+    classmap: ClassMap | None = None,
+    labels_required: bool = True,
+) -> Target:
     """The engine ``Dataset`` for the samples of ``collection``.
 
     ``label_field``: a Classification/Classifications field giving each image's classes, or
@@ -180,18 +190,16 @@ def build_target(collection, *, label_field: str | None = None, label: str | Non
     from core.io.images import ImageReadError, check_images
 
     if not label_field and not label and labels_required:
-        raise ValueError("give label_field (a Classification/Classifications field) or label (one class for "
-                         "every image)")
+        raise ValueError(
+            "give label_field (a Classification/Classifications field) or label (one class for every image)"
+        )
     if label_field and label:
         raise ValueError(f"give either label_field ({label_field!r}) or label ({label!r}), not both")
     if len(collection) == 0:
         raise ValueError("the target holds no samples; nothing to label")
     ids = collection.values("id")
     paths = collection.values("filepath")
-    if label_field or label:
-        labels = sample_labels(collection, label_field, label)
-    else:
-        labels = [()] * len(ids)
+    labels = sample_labels(collection, label_field, label) if label_field or label else [()] * len(ids)
     gt_targets = None
     gt_paths: list[str | None] = [None] * len(ids)
     gt_present: list[bool] = [False] * len(ids)
@@ -233,17 +241,22 @@ def build_target(collection, *, label_field: str | None = None, label: str | Non
     samples, by_stem = [], {}
     for stem, i in zip(stems, keep):
         mask_path, mask_fn = None, None
-        if gt_present[i]:
-            if gt_paths[i] and lut is None:
-                mask_path = Path(gt_paths[i])
+        gt_path = gt_paths[i]
+        if gt_field and gt_present[i]:  # (gt_present is all False without gt_field)
+            if gt_path and lut is None:
+                mask_path = Path(gt_path)
             else:
                 mask_fn = _gt_loader(collection, ids[i], gt_field, lut)
-        samples.append(Sample(stem=stem, image_path=Path(paths[i]), labels=labels[i],
-                              mask_path=mask_path, mask_fn=mask_fn))
+        samples.append(
+            Sample(stem=stem, image_path=Path(paths[i]), labels=labels[i], mask_path=mask_path, mask_fn=mask_fn)
+        )
         by_stem[stem] = ids[i]
     if problems:
-        log.warning("skipping %d sample(s) that cannot be labelled: %s", len(problems),
-                    "; ".join(f"{p}: {w}" for p, w in list(problems.items())[:5]))
+        log.warning(
+            "skipping %d sample(s) that cannot be labelled: %s",
+            len(problems),
+            "; ".join(f"{p}: {w}" for p, w in list(problems.items())[:5]),
+        )
     return Target(dataset=Dataset(samples=tuple(samples), classmap=classmap), ids=by_stem, skipped=problems)
 
 
@@ -254,8 +267,9 @@ def _gt_loader(collection, sample_id: str, gt_field: str, lut: np.ndarray | None
         seg = ds[sample_id][gt_field]
         mask = np.asarray(seg.get_mask())
         if mask.ndim == 3:
-            raise ValueError(f"ground truth {gt_field!r} of sample {sample_id} is an RGB mask; only class-index "
-                             f"masks are supported")
+            raise ValueError(
+                f"ground truth {gt_field!r} of sample {sample_id} is an RGB mask; only class-index masks are supported"
+            )
         mask = mask.astype(np.uint8)
         return mask if lut is None else lut[mask]
 
@@ -271,8 +285,9 @@ def set_mask_targets(dataset, field_name: str, classmap: ClassMap) -> None:
     dataset.save()
 
 
-def write_masks_field(dataset, field_name: str, masks: Mapping[str, Path], ids: Mapping[str, str],
-                      classmap: ClassMap) -> int:
+def write_masks_field(
+    dataset, field_name: str, masks: Mapping[str, Path], ids: Mapping[str, str], classmap: ClassMap
+) -> int:
     """Write ``fo.Segmentation(mask_path=...)`` for every stem of ``masks`` (files are referenced,
     not copied) and set the field's mask targets. Returns the number of samples written."""
     import fiftyone as fo

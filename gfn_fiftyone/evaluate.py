@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def round_indices(dataset, names: RunNames) -> list[int]:
     """The rounds of ``names.prefix`` that have a field on ``dataset``, in order."""
-    ks = [names.round_of(f) for f in dataset.get_field_schema().keys()]
+    ks = [names.round_of(f) for f in dataset.get_field_schema()]
     return sorted(k for k in ks if k is not None)
 
 
@@ -39,15 +39,17 @@ def _gt_masks(view, gt_field: str, lut: np.ndarray | None) -> dict[str, np.ndarr
             continue
         mask = np.asarray(seg.get_mask())
         if mask.ndim != 2:
-            raise ValueError(f"ground truth {gt_field!r} of sample {sid} is not a class-index mask "
-                             f"(shape {mask.shape})")
+            raise ValueError(
+                f"ground truth {gt_field!r} of sample {sid} is not a class-index mask (shape {mask.shape})"
+            )
         mask = mask.astype(np.uint8)
         out[sid] = mask if lut is None else lut[mask]
     return out
 
 
-def evaluate_rounds(dataset, output_prefix: str, gt_field: str, *, overwrite: bool = False,
-                    progress: ProgressFn | None = None) -> dict[str, Any]:
+def evaluate_rounds(
+    dataset, output_prefix: str, gt_field: str, *, overwrite: bool = False, progress: ProgressFn | None = None
+) -> dict[str, Any]:
     """Evaluate every round of run ``output_prefix`` on ``dataset`` against ``gt_field``.
 
     Raises ``ValueError`` when the run or the field does not exist, when the field is not a
@@ -62,18 +64,21 @@ def evaluate_rounds(dataset, output_prefix: str, gt_field: str, *, overwrite: bo
     classmap = ClassMap(tuple(record.classes))
     lut = convert.gt_lut(convert.mask_targets_of(dataset, gt_field), classmap)
     if lut is not None:
-        log.warning("the mask targets of %r order the classes differently from run %r; FiftyOne's own "
-                    "evaluation compares raw indices, core.metrics uses the remapped ones", gt_field,
-                    output_prefix)
+        log.warning(
+            "the mask targets of %r order the classes differently from run %r; FiftyOne's own "
+            "evaluation compares raw indices, core.metrics uses the remapped ones",
+            gt_field,
+            output_prefix,
+        )
     ks = round_indices(dataset, names)
     if not ks:
-        raise ValueError(f"run {output_prefix!r} has no round fields on dataset '{dataset.name}' "
-                         f"(expected {names.round(0)}, ...)")
+        raise ValueError(
+            f"run {output_prefix!r} has no round fields on dataset '{dataset.name}' (expected {names.round(0)}, ...)"
+        )
     taken = [names.eval_key(k) for k in ks if names.eval_key(k) in dataset.list_evaluations()]
     taken += [names.iou(k) for k in ks if dataset.get_field(names.iou(k)) is not None]
     if taken and not overwrite:
-        raise ValueError(f"evaluations of run {output_prefix!r} exist ({taken}); pass overwrite=True to "
-                         f"replace them")
+        raise ValueError(f"evaluations of run {output_prefix!r} exist ({taken}); pass overwrite=True to replace them")
     mask_targets = classmap.to_dict()
     out: dict[str, Any] = {}
     for n, k in enumerate(ks):
@@ -86,17 +91,25 @@ def evaluate_rounds(dataset, output_prefix: str, gt_field: str, *, overwrite: bo
         if len(view) == 0:
             log.warning("no sample has both %r and %r; round %d not evaluated", pred_field, gt_field, k)
             continue
-        view.evaluate_segmentations(pred_field, gt_field=gt_field, eval_key=key, mask_targets=mask_targets,
-                                    progress=False)
+        view.evaluate_segmentations(
+            pred_field, gt_field=gt_field, eval_key=key, mask_targets=mask_targets, progress=False
+        )
         pred = dict(zip(view.values("id"), view.values(f"{pred_field}.mask_path")))
         gt = _gt_masks(view, gt_field, lut)
         res = evaluate_masks(pred, gt, classmap.num_classes, class_names=list(classmap.names))
         dataset.set_values(names.iou(k), {sid: float(v) for sid, v in res.per_image_iou.items()}, key_field="id")
         d = res.to_dict()
-        out[str(k)] = {"eval_key": key, "iou_field": names.iou(k), "gt_field": gt_field, "miou": d["miou"],
-                       "per_class_iou": d["per_class_iou"], "pixel_accuracy": d["pixel_accuracy"],
-                       "mean_image_iou": d["mean_image_iou"], "boundary_f": d["boundary_f"],
-                       "n_images": d["n_images"]}
+        out[str(k)] = {
+            "eval_key": key,
+            "iou_field": names.iou(k),
+            "gt_field": gt_field,
+            "miou": d["miou"],
+            "per_class_iou": d["per_class_iou"],
+            "pixel_accuracy": d["pixel_accuracy"],
+            "mean_image_iou": d["mean_image_iou"],
+            "boundary_f": d["boundary_f"],
+            "n_images": d["n_images"],
+        }
         log.info("%s vs %s: mIoU %.4f on %d images", pred_field, gt_field, res.miou, res.n_images)
     runs.save_results(dataset, names.run_key, evaluations={**record.evaluations, **out})
     if progress is not None:

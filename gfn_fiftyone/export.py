@@ -40,9 +40,16 @@ def default_destination(run_dir: Path, fmt: str, k: int, polygons: bool = False)
     return run_dir / "export" / f"{fmt}_round_{k}"
 
 
-def export_labels(dataset, output_prefix: str, *, round_index: int | str | None = "best", fmt: str = "coco",
-                  dst: str | os.PathLike | None = None, polygons: bool = False,
-                  overwrite: bool = False) -> dict[str, Any]:
+def export_labels(
+    dataset,
+    output_prefix: str,
+    *,
+    round_index: int | str | None = "best",
+    fmt: str = "coco",
+    dst: str | os.PathLike | None = None,
+    polygons: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Write round ``round_index`` of run ``output_prefix`` as ``fmt`` to ``dst`` (default: inside the
     run folder). Returns ``{"path", "round", "format", "n_images"}``."""
     from core.formats import export_masks

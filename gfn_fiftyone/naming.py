@@ -28,7 +28,8 @@ def check_prefix(prefix: str) -> str:
     if not isinstance(prefix, str) or not prefix.isidentifier() or prefix.startswith("_"):
         raise ValueError(
             f"output_prefix {prefix!r} is not usable: it becomes field names and a run key, so it must be "
-            f"letters, digits and underscores, not start with a digit or an underscore (e.g. 'gfn')")
+            f"letters, digits and underscores, not start with a digit or an underscore (e.g. 'gfn')"
+        )
     return prefix
 
 

@@ -1,7 +1,7 @@
 """The ``gfn_runs`` panel: the dataset's auto-labelling runs, their quality per round, and actions.
 
-Lists every run (status, rounds, best round, mIoU), plots mIoU per round for runs with ground
-truth (the engine's report or ``evaluate_rounds``) and the fraction of changed pixels per round
+Lists every run (status, the collapse guard's outcome, rounds, best round, mIoU), plots mIoU per round
+for runs with ground truth (the engine's report or ``evaluate_rounds``) and the fraction of changed pixels per round
 for every run (the label-free signal), and offers buttons that open the operators' forms.
 """
 
@@ -35,11 +35,20 @@ def run_summary(record: gfn_runs.RunRecord) -> dict[str, Any]:
     best_miou = miou[xs.index(best)] if best in xs else None
     settings = record.settings
     return {
-        "row": {"run": record.key, "status": record.status, "rounds": len(xs), "best_round": _fmt(best, "d"),
-                "best_miou": _fmt(best_miou), "samples": settings.get("n_samples"),
-                "labels": settings.get("label_field") or settings.get("label") or "",
-                "gt": settings.get("gt_field") or ""},
-        "x": xs, "miou": miou, "changed": changed,
+        "row": {
+            "run": record.key,
+            "status": record.status,
+            "outcome": record.outcome or "",
+            "rounds": len(xs),
+            "best_round": _fmt(best, "d"),
+            "best_miou": _fmt(best_miou),
+            "samples": settings.get("n_samples"),
+            "labels": settings.get("label_field") or settings.get("label") or "",
+            "gt": settings.get("gt_field") or "",
+        },
+        "x": xs,
+        "miou": miou,
+        "changed": changed,
     }
 
 
@@ -53,7 +62,8 @@ def worst_masks_field(dataset) -> str | None:
         fields = {int(k): v.get("iou_field") for k, v in record.evaluations.items() if v.get("iou_field")}
         fields = {k: f for k, f in fields.items() if dataset.get_field(f) is not None}
         if fields:
-            return fields.get(record.best_round) or fields[max(fields)]
+            best = fields.get(record.best_round) if record.best_round is not None else None
+            return best or fields[max(fields)]
     return None
 
 
@@ -68,18 +78,24 @@ def collect(dataset) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[d
             continue
         rows.append(s["row"])
         if any(v is not None for v in s["miou"]):
-            miou_traces.append({"type": "scatter", "mode": "lines+markers", "name": key, "x": s["x"],
-                                "y": s["miou"]})
+            miou_traces.append({"type": "scatter", "mode": "lines+markers", "name": key, "x": s["x"], "y": s["miou"]})
         if any(v is not None for v in s["changed"]):
-            changed_traces.append({"type": "scatter", "mode": "lines+markers", "name": key, "x": s["x"],
-                                   "y": s["changed"]})
+            changed_traces.append(
+                {"type": "scatter", "mode": "lines+markers", "name": key, "x": s["x"], "y": s["changed"]}
+            )
     return rows, miou_traces, changed_traces
 
 
 def _layout(title: str, ytitle: str) -> dict[str, Any]:
-    return {"title": {"text": title}, "xaxis": {"title": {"text": "round"}, "dtick": 1},
-            "yaxis": {"title": {"text": ytitle}}, "height": 260, "showlegend": True,
-            "legend": {"orientation": "h", "y": -0.25}, "margin": {"l": 50, "r": 10, "t": 40, "b": 40}}
+    return {
+        "title": {"text": title},
+        "xaxis": {"title": {"text": "round"}, "dtick": 1},
+        "yaxis": {"title": {"text": ytitle}},
+        "height": 260,
+        "showlegend": True,
+        "legend": {"orientation": "h", "y": -0.25},
+        "margin": {"l": 50, "r": 10, "t": 40, "b": 40},
+    }
 
 
 class RunsPanel(foo.Panel):
@@ -87,9 +103,12 @@ class RunsPanel(foo.Panel):
 
     @property
     def config(self) -> foo.PanelConfig:
-        return foo.PanelConfig(name="gfn_runs", label="GFN auto-labelling runs", icon="auto_fix_high",
-                               help_markdown="Runs of `@gfn-autolabel/gfn/auto_label` on this dataset: quality per "
-                                             "round and actions.")
+        return foo.PanelConfig(
+            name="gfn_runs",
+            label="GFN auto-labelling runs",
+            icon="auto_fix_high",
+            help_markdown="Runs of `@gfn-autolabel/gfn/auto_label` on this dataset: quality per round and actions.",
+        )
 
     def on_load(self, ctx) -> None:
         if ctx.dataset is None:
@@ -120,31 +139,78 @@ class RunsPanel(foo.Panel):
         rows = ctx.panel.state.runs or []
         panel.md(f"### Auto-labelling runs ({len(rows)})", name="title")
         actions = panel.h_stack("actions", gap=1, align_x="left")
-        actions.btn("auto_label", label="Auto-label…", icon="auto_fix_high", variant="contained",
-                    on_click=f"{PLUGIN}/auto_label", prompt=True)
-        actions.btn("evaluate", label="Evaluate rounds…", icon="query_stats", variant="outlined",
-                    on_click=f"{PLUGIN}/evaluate_rounds", prompt=True, disabled=not rows)
-        actions.btn("export", label="Export…", icon="download", variant="outlined",
-                    on_click=f"{PLUGIN}/export_labels", prompt=True, disabled=not rows)
-        actions.btn("apply", label="Apply model…", icon="model_training", variant="outlined",
-                    on_click=f"{PLUGIN}/apply_model", prompt=True, disabled=not rows)
+        actions.btn(
+            "auto_label",
+            label="Auto-label…",
+            icon="auto_fix_high",
+            variant="contained",
+            on_click=f"{PLUGIN}/auto_label",
+            prompt=True,
+        )
+        actions.btn(
+            "evaluate",
+            label="Evaluate rounds…",
+            icon="query_stats",
+            variant="outlined",
+            on_click=f"{PLUGIN}/evaluate_rounds",
+            prompt=True,
+            disabled=not rows,
+        )
+        actions.btn(
+            "export",
+            label="Export…",
+            icon="download",
+            variant="outlined",
+            on_click=f"{PLUGIN}/export_labels",
+            prompt=True,
+            disabled=not rows,
+        )
+        actions.btn(
+            "apply",
+            label="Apply model…",
+            icon="model_training",
+            variant="outlined",
+            on_click=f"{PLUGIN}/apply_model",
+            prompt=True,
+            disabled=not rows,
+        )
         worst = ctx.panel.state.worst_field
-        actions.btn("worst", label="Worst masks first", icon="sort", variant="outlined", on_click=self.show_worst,
-                    disabled=not worst)
+        actions.btn(
+            "worst",
+            label="Worst masks first",
+            icon="sort",
+            variant="outlined",
+            on_click=self.show_worst,
+            disabled=not worst,
+        )
         actions.btn("refresh", label="Refresh", icon="refresh", variant="outlined", on_click=self.refresh)
         if not rows:
-            panel.md("No run yet: press **Auto-label…** to label this dataset's images at pixel level "
-                     "from their image-level labels.", name="empty")
+            panel.md(
+                "No run yet: press **Auto-label…** to label this dataset's images at pixel level "
+                "from their image-level labels.",
+                name="empty",
+            )
         else:
             table = types.TableView()
-            for col, label in (("run", "Run"), ("status", "Status"), ("rounds", "Rounds"),
-                               ("best_round", "Best round"), ("best_miou", "mIoU (best)"),
-                               ("samples", "Samples"), ("labels", "Labels"), ("gt", "Ground truth")):
+            for col, label in (
+                ("run", "Run"),
+                ("status", "Status"),
+                ("outcome", "Outcome"),
+                ("rounds", "Rounds"),
+                ("best_round", "Best round"),
+                ("best_miou", "mIoU (best)"),
+                ("samples", "Samples"),
+                ("labels", "Labels"),
+                ("gt", "Ground truth"),
+            ):
                 table.add_column(col, label=label)
             panel.list("runs", types.Object(), view=table, label="Runs")
             if ctx.panel.state.has_miou:
                 panel.plot("miou_plot", layout=_layout("mIoU per round", "mIoU"), config={"displayModeBar": False})
             if ctx.panel.state.has_changed:
-                panel.plot("changed_plot", layout=_layout("Changed pixels per round (label-free)", "fraction"),
-                           config={"displayModeBar": False})
+                panel.plot(
+                    "changed_plot",
+                    layout=_layout("Changed pixels per round (label-free)", "fraction"),
+                    config={"displayModeBar": False},
+                )
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=2))

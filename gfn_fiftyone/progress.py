@@ -9,7 +9,7 @@ into the operator's fraction.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 ProgressFn = Callable[[float, str], None]
 """``progress(fraction in [0, 1], label)``."""

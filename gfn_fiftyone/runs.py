@@ -31,6 +31,9 @@ class RunRecord:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     best_round: int | None = None
     stopped_reason: str | None = None
+    outcome: str | None = None
+    """The engine's status of a finished run: ``"ok"``, ``"degraded"`` or ``"collapsed"``
+    (``core.refine.collapse``); ``None`` before it finished."""
     evaluations: dict[str, Any] = field(default_factory=dict)
     timestamp: Any = None
 
@@ -59,8 +62,10 @@ def start_run(collection, key: str, settings: dict[str, Any]) -> None:
     """Register (or re-register, when resuming) run ``key`` with status ``running``."""
     dataset = collection._root_dataset
     if key in dataset.list_runs() and key not in list_runs(dataset):
-        raise ValueError(f"run key {key!r} is used by another kind of FiftyOne run on dataset "
-                         f"'{dataset.name}'; choose another output_prefix")
+        raise ValueError(
+            f"run key {key!r} is used by another kind of FiftyOne run on dataset "
+            f"'{dataset.name}'; choose another output_prefix"
+        )
     config = dataset.init_run(method=RUN_METHOD, status=RUNNING, **settings)
     collection.register_run(key, config, overwrite=True, cleanup=False)
 
@@ -100,10 +105,18 @@ def load_record(dataset, key: str) -> RunRecord:
     cfg = {k: v for k, v in vars(info.config).items() if not k.startswith("_")}
     res = results_dict(dataset, key)
     run_dir = Path(cfg["run_dir"]) if cfg.get("run_dir") else None
-    return RunRecord(key=key, run_dir=run_dir, status=cfg.get("status", "unknown"),
-                     settings=cfg, rounds=list(res.get("rounds") or []), best_round=res.get("best_round"),
-                     stopped_reason=res.get("stopped_reason"), evaluations=dict(res.get("evaluations") or {}),
-                     timestamp=info.timestamp)
+    return RunRecord(
+        key=key,
+        run_dir=run_dir,
+        status=cfg.get("status", "unknown"),
+        settings=cfg,
+        rounds=list(res.get("rounds") or []),
+        best_round=res.get("best_round"),
+        stopped_reason=res.get("stopped_reason"),
+        outcome=res.get("status"),
+        evaluations=dict(res.get("evaluations") or {}),
+        timestamp=info.timestamp,
+    )
 
 
 def delete_run(dataset, key: str) -> None:

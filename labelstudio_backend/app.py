@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -34,8 +35,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     backend.shutdown()
 
 
-def create_app(settings: BackendSettings | None = None, *, engine: Engine | None = None,
-               transport: Any = None, resolver: Resolver | None = None) -> FastAPI:
+def create_app(
+    settings: BackendSettings | None = None,
+    *,
+    engine: Engine | None = None,
+    transport: Any = None,
+    resolver: Resolver | None = None,
+) -> FastAPI:
     """Build the app. ``engine``, ``transport`` (httpx) and ``resolver`` can be replaced in tests.
 
     ``app.state.backend`` holds the shared :class:`Backend`; ``app.state.wait_idle()`` waits for

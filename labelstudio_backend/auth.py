@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -40,8 +40,9 @@ def authorised(header: str, expected: tuple[str, str]) -> bool:
 
 def unauthorised() -> JSONResponse:
     """The 401 answer, with the challenge that makes clients send basic credentials."""
-    return error_response(401, "unauthorised: basic auth required",
-                          headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
+    return error_response(
+        401, "unauthorised: basic auth required", headers={"WWW-Authenticate": f'Basic realm="{REALM}"'}
+    )
 
 
 def basic_auth_middleware(expected: tuple[str, str]) -> HTTPMiddleware:

@@ -24,23 +24,45 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"),
-                   help="address to listen on (default 127.0.0.1; 0.0.0.0 in Docker)")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("HOST", "127.0.0.1"),
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 in Docker)",
+    )
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "9090")), help="port (default 9090)")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")),
-                   help="worker processes (default 1; env WORKERS)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="request threads per worker for predictions (env THREADS; default 40)")
-    p.add_argument("--server", choices=("gunicorn", "uvicorn"), default=os.environ.get("SERVER", "gunicorn"),
-                   help="gunicorn with uvicorn workers (default) or uvicorn alone")
-    p.add_argument("--timeout", type=int, default=int(os.environ.get("WORKER_TIMEOUT", "300")),
-                   help="gunicorn worker timeout in seconds (default 300)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WORKERS", "1")),
+        help="worker processes (default 1; env WORKERS)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="request threads per worker for predictions (env THREADS; default 40)"
+    )
+    p.add_argument(
+        "--server",
+        choices=("gunicorn", "uvicorn"),
+        default=os.environ.get("SERVER", "gunicorn"),
+        help="gunicorn with uvicorn workers (default) or uvicorn alone",
+    )
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=int(os.environ.get("WORKER_TIMEOUT", "300")),
+        help="gunicorn worker timeout in seconds (default 300)",
+    )
     p.add_argument("--model-dir", default=None, help="per-project models and masks (env MODEL_DIR)")
     p.add_argument("--label-studio-url", default=None, help="Label Studio base URL (env LABEL_STUDIO_URL)")
-    p.add_argument("--allowed-hosts", default=None,
-                   help="comma-separated extra image hosts (env ALLOWED_HOSTS); '*.example.com' for sub-domains")
-    p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"),
-                   choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument(
+        "--allowed-hosts",
+        default=None,
+        help="comma-separated extra image hosts (env ALLOWED_HOSTS); '*.example.com' for sub-domains",
+    )
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("LOG_LEVEL", "info"),
+        choices=("critical", "error", "warning", "info", "debug"),
+    )
     return p
 
 
@@ -48,10 +70,13 @@ def run(args: argparse.Namespace) -> int:
     from core.cli import CLIError
     from labelstudio_backend.settings import BackendSettings
 
-    for var, value in (("MODEL_DIR", args.model_dir), ("LABEL_STUDIO_URL", args.label_studio_url),
-                       ("ALLOWED_HOSTS", args.allowed_hosts),
-                       ("THREADS", None if args.threads is None else str(args.threads)),
-                       ("LOG_LEVEL", args.log_level)):
+    for var, value in (
+        ("MODEL_DIR", args.model_dir),
+        ("LABEL_STUDIO_URL", args.label_studio_url),
+        ("ALLOWED_HOSTS", args.allowed_hosts),
+        ("THREADS", None if args.threads is None else str(args.threads)),
+        ("LOG_LEVEL", args.log_level),
+    ):
         if value is not None:
             os.environ[var] = value  # workers read their settings from the environment
     try:
@@ -61,14 +86,23 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
     settings.model_dir.mkdir(parents=True, exist_ok=True)
-    log.warning("serving the Label Studio ML backend on http://%s:%d (%d %s worker(s), models in %s, Label "
-                "Studio %s, API key %s)", args.host, args.port, args.workers, args.server, settings.model_dir,
-                settings.label_studio_url or "unset", "set" if settings.api_key else "unset")
+    log.warning(
+        "serving the Label Studio ML backend on http://%s:%d (%d %s worker(s), models in %s, Label "
+        "Studio %s, API key %s)",
+        args.host,
+        args.port,
+        args.workers,
+        args.server,
+        settings.model_dir,
+        settings.label_studio_url or "unset",
+        "set" if settings.api_key else "unset",
+    )
     if args.server == "uvicorn":
         import uvicorn
 
-        uvicorn.run(APP_FACTORY, factory=True, host=args.host, port=args.port, workers=args.workers,
-                    log_level=args.log_level)
+        uvicorn.run(
+            APP_FACTORY, factory=True, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level
+        )
         return 0
     _serve_gunicorn(args)
     return 0

@@ -14,15 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from core.classmap import ClassMap
 from core.progress import Progress
-
 from labelstudio_backend.prompts import Prompt
 from labelstudio_backend.settings import BackendSettings
 
@@ -55,8 +55,12 @@ class Engine:
         from core.refine.config import RunConfig
 
         s = self.settings
-        changes: dict[str, Any] = {"network.backbone": s.backbone, "network.warm_start": True,
-                                   "num_threads": s.torch_threads, "train.min_steps": s.train_min_steps}
+        changes: dict[str, Any] = {
+            "network.backbone": s.backbone,
+            "network.warm_start": True,
+            "num_threads": s.torch_threads,
+            "train.min_steps": s.train_min_steps,
+        }
         if s.pretrained is not None:
             changes["network.pretrained"] = s.pretrained
         if s.train_epochs is not None:
@@ -80,25 +84,38 @@ class Engine:
                 for old in [p for p in self._labellers if p.parent.parent == checkpoint.parent.parent]:
                     del self._labellers[old]
                 self._labellers[checkpoint] = lab
-                log.info("loaded %s in %.1fs (classes %s)", checkpoint, time.perf_counter() - t0,
-                         list(lab.classmap.foreground))
+                log.info(
+                    "loaded %s in %.1fs (classes %s)",
+                    checkpoint,
+                    time.perf_counter() - t0,
+                    list(lab.classmap.foreground),
+                )
         return lab
 
-    def label(self, checkpoint: Path, image: np.ndarray, labels: Sequence[str] | None
-              ) -> tuple[np.ndarray, float, ClassMap]:
+    def label(
+        self, checkpoint: Path, image: np.ndarray, labels: Sequence[str] | None
+    ) -> tuple[np.ndarray, float, ClassMap]:
         """``(mask (H, W) uint8 in the model's class indices, score, the model's class map)``."""
         lab = self.labeller(checkpoint)
         mask, score, _ = lab.label(image, list(labels) if labels else None)
         return mask, float(score), lab.classmap
 
-    def label_many(self, checkpoint: Path, images: Sequence[Path], labels: Sequence[Sequence[str] | None]
-                   ) -> list[tuple[np.ndarray, float]]:
+    def label_many(
+        self, checkpoint: Path, images: Sequence[Path], labels: Sequence[Sequence[str] | None]
+    ) -> list[tuple[np.ndarray, float]]:
         lab = self.labeller(checkpoint)
         out = lab.label_many(list(images), [list(x) if x else None for x in labels])
         return [(m, float(s)) for m, s, _ in out]
 
-    def initial(self, image: np.ndarray, class_index: int, num_classes: int, *, prompt: Prompt | None = None,
-                route: str | None = None) -> tuple[np.ndarray, float]:
+    def initial(
+        self,
+        image: np.ndarray,
+        class_index: int,
+        num_classes: int,
+        *,
+        prompt: Prompt | None = None,
+        route: str | None = None,
+    ) -> tuple[np.ndarray, float]:
         """``initial_mask_for_image``: values ``{0, class_index}`` and a reliability score."""
         from core.initial import initial_mask_for_image
 
@@ -107,8 +124,14 @@ class Engine:
             box = prompt.box
             points = [(x, y, 1 if positive else 0) for x, y, positive in prompt.points] or None
             route = "grabcut"
-        mask, score = initial_mask_for_image(image, int(class_index), route=route or self.settings.init_route,
-                                             box=box, points=points, num_classes=num_classes)
+        mask, score = initial_mask_for_image(
+            image,
+            int(class_index),
+            route=route or self.settings.init_route,
+            box=box,
+            points=points,
+            num_classes=num_classes,
+        )
         return np.asarray(mask, dtype=np.uint8), float(score)
 
     # -- training ------------------------------------------------------------------------------
@@ -119,9 +142,17 @@ class Engine:
         cfg = self.run_config()
         return filters.training_label(mask, None, ignore_margin=0.0, band_fraction=cfg.filters.boundary_band)
 
-    def train(self, pairs: Sequence[tuple[Path, np.ndarray]], classmap: ClassMap, *, out_path: Path,
-              warm_start: Path | None, n_human: int, round_index: int, progress: Progress | None = None
-              ) -> TrainOutcome:
+    def train(
+        self,
+        pairs: Sequence[tuple[Path, np.ndarray]],
+        classmap: ClassMap,
+        *,
+        out_path: Path,
+        warm_start: Path | None,
+        n_human: int,
+        round_index: int,
+        progress: Progress | None = None,
+    ) -> TrainOutcome:
         """Train a GFN on ``pairs`` (image path, class-index mask with 255 = ignore); save to ``out_path``.
 
         Warm-starts from ``warm_start`` when its class map equals ``classmap``.
@@ -154,13 +185,24 @@ class Engine:
         if result.stopped_reason == "interrupted":
             raise RuntimeError("training was interrupted")
         model.eval()
-        extra = {"run_config": cfg.to_dict(), "round": round_index, "engine": __version__,
-                 "postprocess": cfg.post.chain, "max_side": working_sizes(cfg).predict, "tta_flip": cfg.post.tta_flip,
-                 "post_params": cfg.post.params.to_dict(),
-                 "source": "labelstudio", "n_human": n_human, "n_pseudo": len(pairs) - n_human}
+        extra = {
+            "run_config": cfg.to_dict(),
+            "round": round_index,
+            "engine": __version__,
+            "postprocess": cfg.post.chain,
+            "max_side": working_sizes(cfg).predict,
+            "tta_flip": cfg.post.tta_flip,
+            "post_params": cfg.post.params.to_dict(),
+            "source": "labelstudio",
+            "n_human": n_human,
+            "n_pseudo": len(pairs) - n_human,
+        }
         save_checkpoint(out_path, model, gcfg, classmap, extra=extra)
         return TrainOutcome(
-            checkpoint=Path(out_path), seconds=time.perf_counter() - t0, n_human=n_human,
-            n_pseudo=len(pairs) - n_human, epochs=result.epochs_done,
+            checkpoint=Path(out_path),
+            seconds=time.perf_counter() - t0,
+            n_human=n_human,
+            n_pseudo=len(pairs) - n_human,
+            epochs=result.epochs_done,
             final_loss=float(result.losses[-1]) if result.losses else None,
         )

@@ -17,7 +17,8 @@ Any other exception is a bug and is left to the server (500, traceback in its lo
 from __future__ import annotations
 
 import logging
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -62,7 +63,9 @@ def answer_for(exc: Exception) -> ErrorAnswer:
         if isinstance(exc, classes):
             # str(KeyError("x")) is "'x'": answer with the bare message
             message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-            return ErrorAnswer(exc.status if status is None else status, message, log_prefix)
+            # (the rules without a status list only exceptions that carry their own: FetchError, TaskError)
+            code = exc.status if status is None else status  # type: ignore[attr-defined]
+            return ErrorAnswer(code, message, log_prefix)
     raise TypeError(f"{type(exc).__name__} is not a backend error; handled: {[c.__name__ for c in HANDLED]}")
 
 

@@ -21,9 +21,9 @@ import ipaddress
 import logging
 import posixpath
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
@@ -51,15 +51,16 @@ def resolve_host(host: str) -> list[str]:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise FetchError(f"cannot resolve image host {host!r} ({exc})", 502) from None
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-                or ip.is_unspecified)
+    return not (
+        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+    )
 
 
 @dataclass(frozen=True)
@@ -116,24 +117,34 @@ class ImageFetcher:
             return self._from_allowed_host(value)
         if scheme == "file":
             return self._from_local(unquote(urlsplit(value).path))
-        if scheme in ("", ) and value.startswith("/"):
+        if scheme in ("",) and value.startswith("/"):
             return self._from_local(value)
         if scheme in ("s3", "gs", "azure-blob", "azure-spi"):
             raise FetchError(
                 f"cannot read {value!r} directly: connect that bucket as cloud storage in Label Studio so "
-                f"that it serves the files (presigned or proxied URLs), then re-sync the storage", 400)
-        raise FetchError(f"unsupported image reference {value!r}: expected a Label Studio path "
-                         f"(/data/upload/...), an http(s) URL or a local path", 400)
+                f"that it serves the files (presigned or proxied URLs), then re-sync the storage",
+                400,
+            )
+        raise FetchError(
+            f"unsupported image reference {value!r}: expected a Label Studio path "
+            f"(/data/upload/...), an http(s) URL or a local path",
+            400,
+        )
 
     # -- sources ---------------------------------------------------------------------------------
     def _from_label_studio(self, value: str) -> Fetched:
         if not self._ls_url:
             raise FetchError(
                 f"task image {value!r} is served by Label Studio but LABEL_STUDIO_URL is not set; set "
-                f"LABEL_STUDIO_URL (and LABEL_STUDIO_API_KEY) in the backend's environment", 400)
+                f"LABEL_STUDIO_URL (and LABEL_STUDIO_API_KEY) in the backend's environment",
+                400,
+            )
         if not self._api_key:
-            raise FetchError("LABEL_STUDIO_API_KEY is not set: the backend cannot download task images "
-                             "from Label Studio (Account & Settings > Access token)", 400)
+            raise FetchError(
+                "LABEL_STUDIO_API_KEY is not set: the backend cannot download task images "
+                "from Label Studio (Account & Settings > Access token)",
+                400,
+            )
         if value.startswith("/"):
             path = urlsplit(value).path
             if posixpath.normpath(path) + ("/" if path.endswith("/") else "") != path or ".." in path.split("/"):
@@ -158,12 +169,16 @@ class ImageFetcher:
             raise FetchError(
                 f"refusing to fetch {url!r}: host {host!r} is neither Label Studio's "
                 f"({urlsplit(self._ls_url).hostname if self._ls_url else 'LABEL_STUDIO_URL unset'}) nor in "
-                f"ALLOWED_HOSTS; add it to ALLOWED_HOSTS if it is an image server you trust", 403)
+                f"ALLOWED_HOSTS; add it to ALLOWED_HOSTS if it is an image server you trust",
+                403,
+            )
         bad = [a for a in self._resolver(host) if not is_public(a)]
         if bad:
             raise FetchError(
                 f"refusing to fetch {url!r}: host {host!r} resolves to non-public address(es) {bad}; list the "
-                f"host exactly in ALLOWED_HOSTS if that internal server is intended", 403)
+                f"host exactly in ALLOWED_HOSTS if that internal server is intended",
+                403,
+            )
 
     def _from_local(self, path: str) -> Fetched:
         if not self._roots:
@@ -198,14 +213,19 @@ class ImageFetcher:
                     if resp.status_code in (401, 403) and "Authorization" in headers:
                         raise FetchError(
                             f"Label Studio refused the API key (HTTP {resp.status_code}) for {_safe(url)}: set "
-                            f"LABEL_STUDIO_API_KEY to a valid token of a user of this project", 502)
+                            f"LABEL_STUDIO_API_KEY to a valid token of a user of this project",
+                            502,
+                        )
                     if resp.status_code != 200:
-                        raise FetchError(f"image server answered HTTP {resp.status_code} for {_safe(url)}",
-                                         404 if resp.status_code == 404 else 502)
+                        raise FetchError(
+                            f"image server answered HTTP {resp.status_code} for {_safe(url)}",
+                            404 if resp.status_code == 404 else 502,
+                        )
                     length = resp.headers.get("content-length")
                     if length and length.isdigit() and int(length) > self._max_bytes:
-                        raise FetchError(f"image {_safe(url)} has {length} bytes, over MAX_IMAGE_BYTES="
-                                         f"{self._max_bytes}", 413)
+                        raise FetchError(
+                            f"image {_safe(url)} has {length} bytes, over MAX_IMAGE_BYTES={self._max_bytes}", 413
+                        )
                     chunks, total = [], 0
                     for chunk in resp.iter_bytes():
                         total += len(chunk)
@@ -234,8 +254,14 @@ def _safe(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}{query}"
 
 
-_TYPES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/bmp": ".bmp",
-          "image/tiff": ".tif", "image/gif": ".gif"}
+_TYPES = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/bmp": ".bmp",
+    "image/tiff": ".tif",
+    "image/gif": ".gif",
+}
 
 
 def _suffix(url: str, content_type: str) -> str:

@@ -6,11 +6,19 @@ A round trains the GFN on every human mask plus the current pseudo-labels of the
 pseudo-labels feed the next round) and then switches ``current.json`` to the new version, which
 every worker process picks up on its next request. A cross-process lock keeps one round per
 project at a time.
+
+Before anything is published the engine's collapse guard (``core.refine.collapse``, the same check
+the run loop makes) compares the new model's labels with the published pseudo-labels of the same
+tasks. A collapsed version (the objects gone from many masks, the foreground area jumping, the
+reliability falling) is refused: its pseudo-labels are not saved, ``current.json`` keeps the
+previous version, the checkpoint is deleted and the job ends with ``job_status: "collapsed"`` and
+the guard's reasons.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 import traceback
@@ -22,13 +30,21 @@ from typing import Any
 import numpy as np
 
 from core.classmap import ClassMap
-
 from labelstudio_backend.engine import Engine
 from labelstudio_backend.fetch import FetchError, ImageFetcher
 from labelstudio_backend.settings import BackendSettings
 from labelstudio_backend.store import ProjectStore, check_id
 
 log = logging.getLogger(__name__)
+
+
+class CollapsedVersion(Exception):
+    """A trained model version the collapse guard refused to publish (``verdict``: its reasons)."""
+
+    def __init__(self, version: str, verdict: Any):
+        self.version = version
+        self.verdict = verdict
+        super().__init__(f"model version {version} collapsed and was not published: {'; '.join(verdict.reasons)}")
 
 
 def job_project(job_id: str) -> str:
@@ -83,9 +99,22 @@ class TrainingJobs:
             store.write_job(job_id, job_status="started", started_at=time.time())
             try:
                 info = self.run_round(store, job_id)
+            except CollapsedVersion as exc:
+                log.error("project %s: training job %s: %s", store.project_id, job_id, exc)
+                store.write_job(
+                    job_id,
+                    job_status="collapsed",
+                    error=str(exc),
+                    rejected_version=exc.version,
+                    reasons=list(exc.verdict.reasons),
+                    guard=exc.verdict.to_dict()["numbers"],
+                    finished_at=time.time(),
+                )
+                return
             except Exception as exc:  # reported in the job status, never kills the worker
-                log.error("project %s: training job %s failed: %s\n%s", store.project_id, job_id, exc,
-                          traceback.format_exc())
+                log.error(
+                    "project %s: training job %s failed: %s\n%s", store.project_id, job_id, exc, traceback.format_exc()
+                )
                 store.write_job(job_id, job_status="failed", error=str(exc), finished_at=time.time())
                 return
             store.write_job(job_id, job_status="finished", finished_at=time.time(), **info)
@@ -117,21 +146,52 @@ class TrainingJobs:
         previous = store.current()
         round_index = len(store.versions()) + 1
         version = f"gfn-{round_index:03d}-{time.strftime('%Y%m%d-%H%M%S')}"
-        log.info("project %s: round %d on %d human masks + %d pseudo-labels -> %s", store.project_id,
-                 round_index, n_human, n_pseudo, version)
+        log.info(
+            "project %s: round %d on %d human masks + %d pseudo-labels -> %s",
+            store.project_id,
+            round_index,
+            n_human,
+            n_pseudo,
+            version,
+        )
         out = store.new_model_path(version)
-        outcome = self.engine.train(pairs, classmap, out_path=out, warm_start=previous.checkpoint if previous else None,
-                                    n_human=n_human, round_index=round_index,
-                                    progress=lambda stage, done, total: store.write_job(
-                                        job_id, progress=f"{stage} {done}/{total}") if done == total or done % 10 == 0
-                                    else None)
+        outcome = self.engine.train(
+            pairs,
+            classmap,
+            out_path=out,
+            warm_start=previous.checkpoint if previous else None,
+            n_human=n_human,
+            round_index=round_index,
+            progress=lambda stage, done, total: (
+                store.write_job(job_id, progress=f"{stage} {done}/{total}") if done == total or done % 10 == 0 else None
+            ),
+        )
         refreshed = self._refresh_pseudo(store, out, classmap, version, set(human))
-        store.set_current(version, out, classmap.names, trained_at=time.time(), n_human=n_human, n_pseudo=n_pseudo,
-                          seconds=round(outcome.seconds, 2), epochs=outcome.epochs, final_loss=outcome.final_loss)
-        log.info("project %s: serving %s (trained %.1fs, %d pseudo-labels refreshed)", store.project_id, version,
-                 outcome.seconds, refreshed)
-        return {"model_version": version, "n_human": n_human, "n_pseudo": n_pseudo,
-                "seconds": round(outcome.seconds, 2), "refreshed": refreshed}
+        store.set_current(
+            version,
+            out,
+            classmap.names,
+            trained_at=time.time(),
+            n_human=n_human,
+            n_pseudo=n_pseudo,
+            seconds=round(outcome.seconds, 2),
+            epochs=outcome.epochs,
+            final_loss=outcome.final_loss,
+        )
+        log.info(
+            "project %s: serving %s (trained %.1fs, %d pseudo-labels refreshed)",
+            store.project_id,
+            version,
+            outcome.seconds,
+            refreshed,
+        )
+        return {
+            "model_version": version,
+            "n_human": n_human,
+            "n_pseudo": n_pseudo,
+            "seconds": round(outcome.seconds, 2),
+            "refreshed": refreshed,
+        }
 
     def _image(self, store: ProjectStore, tid: str) -> Path | None:
         path = store.image_path(tid)
@@ -148,15 +208,18 @@ class TrainingJobs:
             fetched = self.fetcher.fetch(data.get(key, ""))
             path, _ = store.save_image(tid, fetched.data, fetched.suffix, max_pixels=self.settings.max_image_pixels)
         except (FetchError, ValueError) as exc:
-            log.warning("project %s task %s: image not available for training (%s); left out", store.project_id,
-                        tid, exc)
+            log.warning(
+                "project %s task %s: image not available for training (%s); left out", store.project_id, tid, exc
+            )
             return None
         return path
 
-    def _refresh_pseudo(self, store: ProjectStore, checkpoint: Path, classmap: ClassMap, version: str,
-                        human: set[str]) -> int:
+    def _refresh_pseudo(
+        self, store: ProjectStore, checkpoint: Path, classmap: ClassMap, version: str, human: set[str]
+    ) -> int:
         """New pseudo-labels for the tasks without a human mask, with the new model."""
-        tids = [t for t in store.pseudo_ids() if t not in human and store.image_path(t) is not None]
+        images = {t: p for t in store.pseudo_ids() if t not in human and (p := store.image_path(t)) is not None}
+        tids = list(images)
         if not tids:
             return 0
         keys = self.settings.label_keys
@@ -166,7 +229,32 @@ class TrainingJobs:
             raw = next((data[k] for k in keys if data.get(k) not in (None, "", [])), None)
             names = [str(v) for v in raw] if isinstance(raw, list) else ([str(raw)] if raw is not None else None)
             labels.append([n for n in names if n in classmap.names] if names else None)
-        results = self.engine.label_many(checkpoint, [store.image_path(t) for t in tids], labels)
+        results = self.engine.label_many(checkpoint, [images[t] for t in tids], labels)
+        verdict = self._guard(store, classmap, dict(zip(tids, results)))
+        if verdict.collapsed:
+            shutil.rmtree(Path(checkpoint).parent, ignore_errors=True)
+            raise CollapsedVersion(version, verdict)
         for t, (mask, score) in zip(tids, results):
             store.save_pseudo(t, mask, score, version, classmap)
         return len(tids)
+
+    def _guard(self, store: ProjectStore, classmap: ClassMap, new: dict[str, tuple[np.ndarray, float]]):
+        """The collapse guard's verdict on the new labels against the published pseudo-labels of the same
+        tasks (reliabilities compared only when those came from a trained version too)."""
+        from core.refine import collapse
+
+        stop = self.engine.run_config().stop
+        if not stop.collapse_guard:
+            return collapse.Verdict()
+        old = {t: got for t in new if (got := store.load_pseudo(t, classmap)) is not None}
+        reference = collapse.RoundSignals.from_masks(
+            {t: m for t, (m, _) in old.items()},
+            {t: s for t, (_, s) in old.items()},
+            network=store.current() is not None,
+        )
+        candidate = collapse.RoundSignals.from_masks(
+            {t: new[t][0] for t in old},
+            {t: new[t][1] for t in old},
+            network=True,
+        )
+        return collapse.check_round(candidate, reference, collapse.Limits.from_stop(stop))

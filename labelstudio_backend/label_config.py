@@ -7,11 +7,10 @@ whose classes are not all in the config is refused with both lists and how to fi
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from core.classmap import BACKGROUND, ClassMap
-
 from labelstudio_backend.controls import CONTROLS, MaskControl
 
 EXAMPLE_CONFIG = """<View>
@@ -62,8 +61,9 @@ def parse_label_config(xml: str | None) -> LabelConfig:
         if el.tag.lower() == "image" and el.get("name"):
             images[el.get("name", "")] = el.get("value", "")
     if not images:
-        raise ConfigError(f"the labelling config has no <Image name=... value=\"$image\"/>; expected for example:\n"
-                          f"{EXAMPLE_CONFIG}")
+        raise ConfigError(
+            f'the labelling config has no <Image name=... value="$image"/>; expected for example:\n{EXAMPLE_CONFIG}'
+        )
     control: MaskControl | None = None
     prompts: list[str] = []
     for el in root.iter():
@@ -75,7 +75,7 @@ def parse_label_config(xml: str | None) -> LabelConfig:
             continue
         name = el.get("name")
         if not name:
-            raise ConfigError(f"<{el.tag}> has no name=\"...\" attribute")
+            raise ConfigError(f'<{el.tag}> has no name="..." attribute')
         if to_name not in images:
             raise ConfigError(
                 f"<{el.tag} name={name!r}> points at toName={to_name!r}, which is not an <Image> "
@@ -84,10 +84,12 @@ def parse_label_config(xml: str | None) -> LabelConfig:
         labels = tuple(lab.get("value", "") for lab in el if lab.tag.lower() == "label")
         labels = tuple(v for v in labels if v)
         if not labels:
-            raise ConfigError(f"<{el.tag} name={name!r}> has no <Label value=\"...\"/>; add one per class")
+            raise ConfigError(f'<{el.tag} name={name!r}> has no <Label value="..."/>; add one per class')
         if BACKGROUND in labels:
-            raise ConfigError(f"<{el.tag} name={name!r}> has a label {BACKGROUND!r}: background is implicit "
-                              f"(unpainted pixels); remove that label")
+            raise ConfigError(
+                f"<{el.tag} name={name!r}> has a label {BACKGROUND!r}: background is implicit "
+                f"(unpainted pixels); remove that label"
+            )
         dup = sorted({v for v in labels if labels.count(v) > 1})
         if dup:
             raise ConfigError(f"<{el.tag} name={name!r}> repeats labels {dup}")
@@ -99,8 +101,10 @@ def parse_label_config(xml: str | None) -> LabelConfig:
         )
     value = images[control.to_name]
     if not value.startswith("$") or len(value) < 2:
-        raise ConfigError(f"<Image name={control.to_name!r}> has value={value!r}; expected a task-data "
-                          f"reference such as value=\"$image\"")
+        raise ConfigError(
+            f"<Image name={control.to_name!r}> has value={value!r}; expected a task-data "
+            f'reference such as value="$image"'
+        )
     return LabelConfig(
         control=control,
         image_name=control.to_name,

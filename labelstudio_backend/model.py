@@ -9,14 +9,14 @@ context)`` -> ``{"predictions": [...], "model_version": ...}``, ``fit(event, dat
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
 from core.classmap import ClassMap
-
 from labelstudio_backend.engine import Engine
 from labelstudio_backend.fetch import FetchError, ImageFetcher
 from labelstudio_backend.label_config import ConfigError, LabelConfig, check_model_classes, parse_label_config
@@ -59,8 +59,10 @@ class GFNSegmenter:
         self.project_id = self.store.project_id
         xml = label_config or self.store.load_label_config()
         if not xml:
-            raise ConfigError(f"project {self.project_id}: no labelling config received yet; connect the backend "
-                              f"in Label Studio (Settings > Model) so that it calls /setup")
+            raise ConfigError(
+                f"project {self.project_id}: no labelling config received yet; connect the backend "
+                f"in Label Studio (Settings > Model) so that it calls /setup"
+            )
         self.label_config_xml = xml
         self.config: LabelConfig = parse_label_config(xml)
 
@@ -80,12 +82,19 @@ class GFNSegmenter:
             check_model_classes(cur.classes, self.config)
         self.store.save_label_config(self.label_config_xml)
         self.store.save_classes(self.classmap)
-        log.info("project %s: %s %r -> classes %s, model %s", self.project_id, self.config.control.tag,
-                 self.config.control.from_name, list(self.classmap.foreground), self.model_version)
+        log.info(
+            "project %s: %s %r -> classes %s, model %s",
+            self.project_id,
+            self.config.control.tag,
+            self.config.control.from_name,
+            list(self.classmap.foreground),
+            self.model_version,
+        )
         return {"model_version": self.model_version}
 
-    def predict(self, tasks: Sequence[Mapping[str, Any]], context: Mapping[str, Any] | None = None,
-                **kwargs: Any) -> dict[str, Any]:
+    def predict(
+        self, tasks: Sequence[Mapping[str, Any]], context: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         """One prediction per task: ``{"result": [...], "score", "model_version"}``.
 
         A task that fails gets an empty prediction with an ``error`` field, unless every task
@@ -146,8 +155,7 @@ class GFNSegmenter:
         return self.services.jobs.submit(self.project_id, reason)
 
     # -- prediction of one task -------------------------------------------------------------------
-    def _predict_task(self, task: Mapping[str, Any], context: Mapping[str, Any] | None, version: str
-                      ) -> dict[str, Any]:
+    def _predict_task(self, task: Mapping[str, Any], context: Mapping[str, Any] | None, version: str) -> dict[str, Any]:
         tid = _task_id(task)
         data = task.get("data") or {}
         image = self._task_image(tid, data)
@@ -161,15 +169,21 @@ class GFNSegmenter:
                 raise TaskError(
                     f"task {tid}: which class does the prompt mark? Use a keypoint/rectangle label named after a "
                     f"class {list(cmap.foreground)}, or give the task an image-level label "
-                    f"(task data key {'/'.join(self.settings.label_keys)})")
+                    f"(task data key {'/'.join(self.settings.label_keys)})"
+                )
             mask, score = self.services.engine.initial(image, cmap.index(name), cmap.num_classes, prompt=prompt)
             return self._prediction(mask, score, version)
         cur = self.store.current()
         if cur is not None:
             check_model_classes(cur.classes, self.config)
         if cur is not None and labels and not any(n in cur.classes for n in labels):
-            log.info("project %s task %s: label(s) %s unknown to model %s: initial route", self.project_id, tid,
-                     labels, cur.model_version)
+            log.info(
+                "project %s task %s: label(s) %s unknown to model %s: initial route",
+                self.project_id,
+                tid,
+                labels,
+                cur.model_version,
+            )
             cur = None
         if cur is not None:
             known = [n for n in labels if n in cur.classes] if labels else None
@@ -179,9 +193,13 @@ class GFNSegmenter:
         else:
             name = (labels[0] if labels else None) or self._only_class()
             if name is None:
-                log.info("project %s task %s: no image-level label and no trained model yet: empty prediction "
-                         "(set task data %s, or train a model)", self.project_id, tid,
-                         "/".join(self.settings.label_keys))
+                log.info(
+                    "project %s task %s: no image-level label and no trained model yet: empty prediction "
+                    "(set task data %s, or train a model)",
+                    self.project_id,
+                    tid,
+                    "/".join(self.settings.label_keys),
+                )
                 return {"result": [], "score": 0.0, "model_version": version}
             mask, score = self.services.engine.initial(image, cmap.index(name), cmap.num_classes)
         if labels:
@@ -201,13 +219,16 @@ class GFNSegmenter:
     def _task_image(self, tid: str, data: Mapping[str, Any]) -> np.ndarray:
         key = self.config.image_key
         if key not in data:
-            raise TaskError(f"task {tid}: data has no {key!r} (the <Image value=\"${key}\"> of the config); "
-                            f"task data keys: {sorted(data)}")
+            raise TaskError(
+                f'task {tid}: data has no {key!r} (the <Image value="${key}"> of the config); '
+                f"task data keys: {sorted(data)}"
+            )
         self.store.save_task(tid, dict(data))
         fetched = self.services.fetcher.fetch(data[key])
         try:
-            _, image = self.store.save_image(tid, fetched.data, fetched.suffix,
-                                             max_pixels=self.settings.max_image_pixels)
+            _, image = self.store.save_image(
+                tid, fetched.data, fetched.suffix, max_pixels=self.settings.max_image_pixels
+            )
         except ImageTooLarge as exc:
             raise TaskError(str(exc), 413) from None
         except ValueError as exc:  # ImageReadError
@@ -221,8 +242,10 @@ class GFNSegmenter:
                 names = [str(v) for v in raw] if isinstance(raw, (list, tuple)) else [str(raw)]
                 unknown = [n for n in names if n not in self.classmap.foreground]
                 if unknown:
-                    raise TaskError(f"task label(s) {unknown} (data key {key!r}) are not labels of the config "
-                                    f"{list(self.classmap.foreground)}; add them as <Label value=...> or fix the task")
+                    raise TaskError(
+                        f"task label(s) {unknown} (data key {key!r}) are not labels of the config "
+                        f"{list(self.classmap.foreground)}; add them as <Label value=...> or fix the task"
+                    )
                 return names
         return None
 
@@ -239,22 +262,31 @@ class GFNSegmenter:
             try:
                 image_shape = self._task_image(tid, data).shape[:2]
             except (TaskError, FetchError) as exc:
-                log.warning("project %s task %s: image not fetched (%s); storing the mask anyway", self.project_id,
-                            tid, exc)
+                log.warning(
+                    "project %s task %s: image not fetched (%s); storing the mask anyway", self.project_id, tid, exc
+                )
         mask = self.config.control.to_mask(results, self.classmap)
         if mask is None:
             if image_shape is None:
-                log.info("project %s task %s: annotation has no %s result and the image size is unknown: "
-                         "nothing stored", self.project_id, tid, self.config.control.tag)
+                log.info(
+                    "project %s task %s: annotation has no %s result and the image size is unknown: nothing stored",
+                    self.project_id,
+                    tid,
+                    self.config.control.tag,
+                )
                 return None
             mask = np.zeros(image_shape, np.uint8)  # submitted without regions: all background
         if image_shape is not None and mask.shape != tuple(image_shape):
-            log.warning("project %s task %s: annotation is %s but the image is %s; resizing the mask",
-                        self.project_id, tid, mask.shape, tuple(image_shape))
+            log.warning(
+                "project %s task %s: annotation is %s but the image is %s; resizing the mask",
+                self.project_id,
+                tid,
+                mask.shape,
+                tuple(image_shape),
+            )
             mask = cv2.resize(mask, (image_shape[1], image_shape[0]), interpolation=cv2.INTER_NEAREST)
         self.store.save_human(tid, mask, self.classmap, annotation.get("id"))
-        log.info("project %s task %s: stored human mask (%d labelled px)", self.project_id, tid,
-                 int((mask > 0).sum()))
+        log.info("project %s task %s: stored human mask (%d labelled px)", self.project_id, tid, int((mask > 0).sum()))
         return tid
 
     def _delete_annotations(self, data: Mapping[str, Any]) -> list[str]:

@@ -8,8 +8,9 @@ a label that names a project class says which class to segment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from core.classmap import ClassMap
 
@@ -68,14 +69,11 @@ def parse_prompt(context: Mapping[str, Any] | None, classmap: ClassMap, *, width
             y0 = _pct(value.get("y"), height, "y")
             x1 = x0 + _pct(value.get("width"), width, "width")
             y1 = y0 + _pct(value.get("height"), height, "height")
-            box = (int(round(x0)), int(round(y0)), min(int(round(x1)), width), min(int(round(y1)), height))
+            box = (round(x0), round(y0), min(round(x1), width), min(round(y1), height))
         elif kind == "keypointlabels":
             x = min(int(_pct(value.get("x"), width, "x")), width - 1)
             y = min(int(_pct(value.get("y"), height, "y")), height - 1)
             lowered = {n.lower() for n in labels}
-            if "is_positive" in item:
-                positive = bool(item["is_positive"])
-            else:
-                positive = not (lowered & NEGATIVE_NAMES)
+            positive = bool(item["is_positive"]) if "is_positive" in item else not (lowered & NEGATIVE_NAMES)
             points.append((x, y, positive))
     return Prompt(box=box, points=tuple(points), class_name=class_name)

@@ -8,8 +8,9 @@ builds one and puts it on ``app.state.backend``; routes receive it through :func
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from fastapi import Request
 
@@ -39,8 +40,14 @@ class Backend:
         model_class: the model built per request (``GFNSegmenter``).
     """
 
-    def __init__(self, settings: BackendSettings, engine: Engine, fetcher: ImageFetcher,
-                 *, model_class: type[GFNSegmenter] = MODEL_CLASS):
+    def __init__(
+        self,
+        settings: BackendSettings,
+        engine: Engine,
+        fetcher: ImageFetcher,
+        *,
+        model_class: type[GFNSegmenter] = MODEL_CLASS,
+    ):
         self.settings = settings
         self.fetcher = fetcher
         self.jobs = TrainingJobs(settings, engine, fetcher)
@@ -50,8 +57,14 @@ class Backend:
         self.model_class = model_class
 
     @classmethod
-    def build(cls, settings: BackendSettings, *, engine: Engine | None = None, transport: Any = None,
-              resolver: Resolver | None = None) -> "Backend":
+    def build(
+        cls,
+        settings: BackendSettings,
+        *,
+        engine: Engine | None = None,
+        transport: Any = None,
+        resolver: Resolver | None = None,
+    ) -> Backend:
         """Create ``MODEL_DIR``, set torch's threads, and build the engine and fetcher from ``settings``.
 
         ``engine``, ``transport`` (httpx) and ``resolver`` (host -> addresses) can be replaced in tests.
@@ -63,10 +76,14 @@ class Backend:
             torch.set_num_threads(settings.torch_threads)
         engine = engine or Engine(settings)
         fetcher = ImageFetcher(
-            label_studio_url=settings.label_studio_url, api_key=settings.api_key,
-            allowed_hosts=settings.allowed_hosts, local_roots=settings.local_roots,
-            max_bytes=settings.max_image_bytes, timeout=settings.fetch_timeout,
-            transport=transport, resolver=resolver,
+            label_studio_url=settings.label_studio_url,
+            api_key=settings.api_key,
+            allowed_hosts=settings.allowed_hosts,
+            local_roots=settings.local_roots,
+            max_bytes=settings.max_image_bytes,
+            timeout=settings.fetch_timeout,
+            transport=transport,
+            resolver=resolver,
         )
         return cls(settings, engine, fetcher)
 
@@ -90,9 +107,12 @@ class Backend:
             import anyio.to_thread
 
             anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.threads
-        log.info("gfn-autolabel ML backend: model dir %s, Label Studio %s, allowed hosts %s",
-                 self.settings.model_dir, self.settings.label_studio_url or "(unset)",
-                 list(self.settings.allowed_hosts))
+        log.info(
+            "gfn-autolabel ML backend: model dir %s, Label Studio %s, allowed hosts %s",
+            self.settings.model_dir,
+            self.settings.label_studio_url or "(unset)",
+            list(self.settings.allowed_hosts),
+        )
 
     def shutdown(self) -> None:
         """Drop queued work, stop the threads and close the fetcher's connections."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_MODEL_DIR = Path(os.environ.get("GFN_CACHE", "~/.cache/gfn-autolabel")).expanduser() / "labelstudio-models"
 
@@ -127,7 +128,7 @@ class BackendSettings:
         return (self.basic_auth_user, self.basic_auth_pass) if self.basic_auth_user else None
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "BackendSettings":
+    def from_dict(cls, values: Mapping[str, Any]) -> BackendSettings:
         """From field names; unknown keys are refused with the list of known ones."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -136,7 +137,7 @@ class BackendSettings:
         return cls(**dict(values))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "BackendSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> BackendSettings:
         """Read the variables of :data:`ENV_VARS`; ``overrides`` (field names) win over the environment."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -156,8 +157,16 @@ def _parse(var: str, name: str, raw: str) -> Any:
         return tuple(Path(p) for p in _split(raw.replace(os.pathsep, ",")))
     if name == "pretrained":
         return _bool(var, raw)
-    if name in ("max_image_bytes", "max_image_pixels", "train_every", "train_epochs", "train_min_steps", "train_max_side",
-                "torch_threads", "threads"):
+    if name in (
+        "max_image_bytes",
+        "max_image_pixels",
+        "train_every",
+        "train_epochs",
+        "train_min_steps",
+        "train_max_side",
+        "torch_threads",
+        "threads",
+    ):
         try:
             return int(raw)
         except ValueError:

@@ -26,9 +26,10 @@ import io
 import json
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -125,8 +126,12 @@ class ProjectStore:
         return cur.model_version if cur else INITIAL_VERSION
 
     def set_current(self, version: str, checkpoint: Path, classes: tuple[str, ...], **info: Any) -> None:
-        record = {"model_version": version, "checkpoint": str(Path(checkpoint).relative_to(self.root)),
-                  "classes": list(classes), **info}
+        record = {
+            "model_version": version,
+            "checkpoint": str(Path(checkpoint).relative_to(self.root)),
+            "classes": list(classes),
+            **info,
+        }
         versions = self.versions()
         versions.append(record)
         write_text_atomic(self.root / "versions.json", json.dumps(versions, indent=2))
@@ -171,8 +176,9 @@ class ProjectStore:
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise ImageReadError({f"task {tid}": f"not a readable image ({exc.__class__.__name__})"}) from None
         if width * height > max_pixels:
-            raise ImageTooLarge(f"task {tid}: image of {width}x{height} = {width * height} pixels is over "
-                                f"MAX_IMAGE_PIXELS={max_pixels}")
+            raise ImageTooLarge(
+                f"task {tid}: image of {width}x{height} = {width * height} pixels is over MAX_IMAGE_PIXELS={max_pixels}"
+            )
         suffix = suffix if re.match(r"^\.[a-z0-9]{1,5}$", suffix) else ".img"
         for old in (self.root / "images").glob(f"{tid}.*"):
             if old.suffix != suffix:
@@ -188,8 +194,10 @@ class ProjectStore:
         tid = check_id(task_id, "task")
         path = self.root / "human" / f"{tid}.png"
         write_mask(path, mask)
-        write_text_atomic(self.root / "human" / f"{tid}.json",
-                          json.dumps({"classes": list(classmap.names), "annotation": annotation_id}))
+        write_text_atomic(
+            self.root / "human" / f"{tid}.json",
+            json.dumps({"classes": list(classmap.names), "annotation": annotation_id}),
+        )
         return path
 
     def delete_human(self, task_id: Any) -> bool:
@@ -220,13 +228,13 @@ class ProjectStore:
         tid = check_id(task_id, "task")
         return self._remapped(self.root / "human" / f"{tid}.png", self.root / "human" / f"{tid}.json", classmap)
 
-    def save_pseudo(self, task_id: Any, mask: np.ndarray, score: float, model_version: str,
-                    classmap: ClassMap) -> None:
+    def save_pseudo(self, task_id: Any, mask: np.ndarray, score: float, model_version: str, classmap: ClassMap) -> None:
         tid = check_id(task_id, "task")
         write_mask(self.root / "pseudo" / f"{tid}.png", mask)
-        write_text_atomic(self.root / "pseudo" / f"{tid}.json",
-                          json.dumps({"score": float(score), "model_version": model_version,
-                                      "classes": list(classmap.names)}))
+        write_text_atomic(
+            self.root / "pseudo" / f"{tid}.json",
+            json.dumps({"score": float(score), "model_version": model_version, "classes": list(classmap.names)}),
+        )
 
     def pseudo_ids(self) -> list[str]:
         return sorted(p.stem for p in (self.root / "pseudo").glob("*.png"))

@@ -38,9 +38,17 @@ ENGINE = {"crop_size": 96, "num_threads": 2}
 """Engine defaults with crops the size of the 96 px example images (a few minutes on 2 CPU cores);
 ImageNet weights are used when torchvision's file is cached, else a random-init network."""
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,15 +58,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=48, help="example images (default 48)")
     p.add_argument("--size", type=int, default=96, help="example image side in pixels (default 96)")
     p.add_argument("--rounds", type=int, default=2, help="refinement rounds (default 2)")
-    p.add_argument("--grid-round", type=int, default=None,
-                   help="round shown in the grid (default: the best by ground truth, else the run's best)")
+    p.add_argument(
+        "--grid-round",
+        type=int,
+        default=None,
+        help="round shown in the grid (default: the best by ground truth, else the run's best)",
+    )
     p.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium", help="Chromium binary")
     p.add_argument("--budget", type=int, default=25000, help="Chromium virtual time budget in ms (default 25000)")
     p.add_argument("--window", default="1400,900", help="window size W,H (default 1400,900)")
-    p.add_argument("--node-modules", default=os.environ.get("NODE_PATH", ""),
-                   help="node_modules folder holding playwright-core (default $NODE_PATH); empty: plain Chromium")
-    p.add_argument("--default-db", action="store_true", help="use FiftyOne's configured database instead of a "
-                                                               "temporary one")
+    p.add_argument(
+        "--node-modules",
+        default=os.environ.get("NODE_PATH", ""),
+        help="node_modules folder holding playwright-core (default $NODE_PATH); empty: plain Chromium",
+    )
+    p.add_argument(
+        "--default-db", action="store_true", help="use FiftyOne's configured database instead of a temporary one"
+    )
     return p.parse_args(argv)
 
 
@@ -95,23 +111,39 @@ def build_dataset(tmp: Path, args: argparse.Namespace):
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
     ds = fo.Dataset(name, persistent=True)
-    ds.add_samples([fo.Sample(filepath=str(s.image_path), ground_truth=fo.Classification(label=s.labels[0]),
-                              gt=fo.Segmentation(mask_path=str(s.mask_path))) for s in example])
+    ds.add_samples(
+        [
+            fo.Sample(
+                filepath=str(s.image_path),
+                ground_truth=fo.Classification(label=s.labels[0]),
+                gt=fo.Segmentation(mask_path=str(s.mask_path)),
+            )
+            for s in example
+        ]
+    )
     ds.mask_targets = {"gt": example.classmap.to_dict()}
     ds.save()
     from core.network.backbones import weights_file
 
     t0 = time.perf_counter()
     engine = {**ENGINE, "pretrained": weights_file("mobilenet_v2").is_file()}
-    params = {"label_field": "ground_truth", "init": "auto", "rounds": args.rounds, "output_prefix": "gfn",
-              "gt_field": "gt", "engine_options": engine}
+    params = {
+        "label_field": "ground_truth",
+        "init": "auto",
+        "rounds": args.rounds,
+        "output_prefix": "gfn",
+        "gt_field": "gt",
+        "engine_options": engine,
+    }
     summary = foo.execute_operator("@gfn-autolabel/gfn/auto_label", ctx={"dataset": ds, "params": params}).result
-    log.info("auto_label: rounds %s, best %s in %.0fs", summary["rounds"], summary["best_round"],
-             time.perf_counter() - t0)
+    log.info(
+        "auto_label: rounds %s, best %s in %.0fs", summary["rounds"], summary["best_round"], time.perf_counter() - t0
+    )
     quick = dict(params, output_prefix="grabcut_only", init="grabcut", rounds=0)
     foo.execute_operator("@gfn-autolabel/gfn/auto_label", ctx={"dataset": ds, "params": quick})
-    foo.execute_operator("@gfn-autolabel/gfn/evaluate_rounds",
-                         ctx={"dataset": ds, "params": {"output_prefix": "gfn", "gt_field": "gt"}})
+    foo.execute_operator(
+        "@gfn-autolabel/gfn/evaluate_rounds", ctx={"dataset": ds, "params": {"output_prefix": "gfn", "gt_field": "gt"}}
+    )
     return ds, summary
 
 
@@ -133,19 +165,38 @@ def _playwright(node_modules: str) -> bool:
 def screenshot(args: argparse.Namespace, url: str, out: Path) -> Path:
     """One screenshot of ``url`` into ``out``: playwright-core when available, else Chromium's ``--screenshot``."""
     if not Path(args.chromium).is_file():
-        raise FileNotFoundError(f"Chromium not found at {args.chromium}; install it with "
-                                f"'apt-get update && apt-get install -y chromium' or pass --chromium")
+        raise FileNotFoundError(
+            f"Chromium not found at {args.chromium}; install it with "
+            f"'apt-get update && apt-get install -y chromium' or pass --chromium"
+        )
     w, h = args.window.split(",")
     if _playwright(args.node_modules):
-        cmd = ["node", str(ROOT / "scripts" / "fiftyone_shot.js"), url, str(out), "--chromium", args.chromium,
-               "--size", f"{w}x{h}", "--wait", str(min(args.budget, 15000))]
+        cmd = [
+            "node",
+            str(ROOT / "scripts" / "fiftyone_shot.js"),
+            url,
+            str(out),
+            "--chromium",
+            args.chromium,
+            "--size",
+            f"{w}x{h}",
+            "--wait",
+            str(min(args.budget, 15000)),
+        ]
         subprocess.run(cmd, check=True, timeout=240, env={**os.environ, "NODE_PATH": args.node_modules})
     else:
         log.info("playwright-core not found (--node-modules); using Chromium --screenshot")
         profile = tempfile.mkdtemp(prefix="gfn_chromium_")
         try:
-            cmd = [args.chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={w},{h}",
-                   f"--virtual-time-budget={args.budget}", f"--screenshot={out}", url]
+            cmd = [
+                args.chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={w},{h}",
+                f"--virtual-time-budget={args.budget}",
+                f"--screenshot={out}",
+                url,
+            ]
             subprocess.run(cmd, check=True, timeout=180, capture_output=True)
         finally:
             shutil.rmtree(profile, ignore_errors=True)
@@ -170,9 +221,14 @@ def main(argv=None) -> int:
         best_gt = ds.load_run_results("gfn").best_round_gt
         k = summary["best_round"] if best_gt is None else best_gt
     url = f"http://127.0.0.1:{args.port}/"
-    colors = fo.ColorScheme(opacity=0.75, default_mask_targets_colors=[
-        {"intTarget": 1, "color": "#ff6d04"}, {"intTarget": 2, "color": "#ffe600"},
-        {"intTarget": 3, "color": "#ff2bd6"}])
+    colors = fo.ColorScheme(
+        opacity=0.75,
+        default_mask_targets_colors=[
+            {"intTarget": 1, "color": "#ff6d04"},
+            {"intTarget": 2, "color": "#ffe600"},
+            {"intTarget": 3, "color": "#ff2bd6"},
+        ],
+    )
     grid_view = ds.select_fields([f"gfn_round_{k}"])
     ds.app_config.active_fields = fo.ActiveFields(paths=[f"gfn_round_{k}"])
     ds.save()
@@ -180,8 +236,9 @@ def main(argv=None) -> int:
     try:
         shots = (("fiftyone_grid.png", {"view": grid_view}), ("fiftyone_panel.png", {"spaces": panel_space}))
         for name, kwargs in shots:
-            session = fo.launch_app(ds, port=args.port, address="127.0.0.1", remote=True, auto=False,
-                                    color_scheme=colors, **kwargs)
+            session = fo.launch_app(
+                ds, port=args.port, address="127.0.0.1", remote=True, auto=False, color_scheme=colors, **kwargs
+            )
             try:
                 wait_for(url)
                 screenshot(args, url, out_dir / name)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,8 +18,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -33,17 +35,28 @@ TOKEN = "gfn-test-token-0123456789"
 def brush_config(labels: Sequence[str] = CLASSES, *, prompts: bool = False) -> str:
     extra = ""
     if prompts:
-        extra = ('<KeyPointLabels name="kp" toName="image" smart="true"><Label value="positive"/>'
-                 '<Label value="negative"/></KeyPointLabels>'
-                 '<RectangleLabels name="box" toName="image" smart="true">'
-                 + "".join(f'<Label value="{c}"/>' for c in labels) + "</RectangleLabels>")
-    return ('<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
-            + "".join(f'<Label value="{c}"/>' for c in labels) + "</BrushLabels>" + extra + "</View>")
+        extra = (
+            '<KeyPointLabels name="kp" toName="image" smart="true"><Label value="positive"/>'
+            '<Label value="negative"/></KeyPointLabels>'
+            '<RectangleLabels name="box" toName="image" smart="true">'
+            + "".join(f'<Label value="{c}"/>' for c in labels)
+            + "</RectangleLabels>"
+        )
+    return (
+        '<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
+        + "".join(f'<Label value="{c}"/>' for c in labels)
+        + "</BrushLabels>"
+        + extra
+        + "</View>"
+    )
 
 
 def polygon_config(labels: Sequence[str] = CLASSES) -> str:
-    return ('<View><Image name="image" value="$image"/><PolygonLabels name="poly" toName="image">'
-            + "".join(f'<Label value="{c}"/>' for c in labels) + "</PolygonLabels></View>")
+    return (
+        '<View><Image name="image" value="$image"/><PolygonLabels name="poly" toName="image">'
+        + "".join(f'<Label value="{c}"/>' for c in labels)
+        + "</PolygonLabels></View>"
+    )
 
 
 class FakeLabelStudio:
@@ -74,8 +87,9 @@ def decode_brush(result: Mapping[str, Any]) -> np.ndarray:
     return flat.reshape(h, w, 4)[:, :, 3] > 127
 
 
-def prediction_mask(results: Sequence[Mapping[str, Any]], classes: Sequence[str] = CLASSES,
-                    shape: tuple[int, int] | None = None) -> np.ndarray:
+def prediction_mask(
+    results: Sequence[Mapping[str, Any]], classes: Sequence[str] = CLASSES, shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """Class-index mask (background 0, ``classes`` from 1) of a prediction's brush results."""
     if shape is None:
         if not results:
@@ -99,8 +113,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5,
-               on_fail: Callable[[], str] | None = None) -> Any:
+def wait_until(
+    check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5, on_fail: Callable[[], str] | None = None
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -127,9 +142,10 @@ class _Process:
 
     def __init__(self, cmd: Sequence[str], env: Mapping[str, str], log_path: Path, cwd: Path):
         self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(list(cmd), env=dict(env), stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=str(cwd), start_new_session=True)
+        self._log = open(log_path, "wb")  # noqa: SIM115 -- the process writes to it until stop() closes it
+        self.proc = subprocess.Popen(
+            list(cmd), env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, cwd=str(cwd), start_new_session=True
+        )
 
     def log_tail(self, n: int = 60) -> str:
         return f"--- {self.log_path.name} (last {n} lines) ---\n{_tail(self.log_path, n)}"
@@ -139,10 +155,8 @@ class _Process:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)  # the group this helper started
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -170,14 +184,21 @@ class LabelStudioServer:
     ``scripts/setup_labelstudio.sh``); every run copies it, so a start takes ~15 s.
     """
 
-    def __init__(self, work: Path, *, username: str = "gfn-test@example.com", password: str = "gfn-test-pass-123",
-                 token: str = TOKEN):
+    def __init__(
+        self,
+        work: Path,
+        *,
+        username: str = "gfn-test@example.com",
+        password: str = "gfn-test-pass-123",
+        token: str = TOKEN,
+    ):
         self.venv = labelstudio_venv()
         self.exe = self.venv / "bin" / "label-studio"
         if not self.exe.exists():
             raise RuntimeError(
                 f"Label Studio {LS_VERSION} is not installed at {self.venv}: run scripts/setup_labelstudio.sh "
-                f"(make test does) before the end-to-end test")
+                f"(make test does) before the end-to-end test"
+            )
         self.work = Path(work)
         self.data_dir = self.work / "ls-data"
         self.port = free_port()
@@ -187,11 +208,18 @@ class LabelStudioServer:
 
     def _env(self, data_dir: Path) -> dict[str, str]:
         return _clean_env(
-            LABEL_STUDIO_BASE_DATA_DIR=str(data_dir), ML_BLOCK_LOCAL_IP="false", SSRF_PROTECTION_ENABLED="false",
-            LATEST_VERSION_CHECK="false", COLLECT_ANALYTICS="false", LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
-            LABEL_STUDIO_USERNAME=self.username, LABEL_STUDIO_PASSWORD=self.password,
-            LABEL_STUDIO_USER_TOKEN=self.token, LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
-            DJANGO_DB="sqlite", LOG_LEVEL="WARNING",
+            LABEL_STUDIO_BASE_DATA_DIR=str(data_dir),
+            ML_BLOCK_LOCAL_IP="false",
+            SSRF_PROTECTION_ENABLED="false",
+            LATEST_VERSION_CHECK="false",
+            COLLECT_ANALYTICS="false",
+            LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+            LABEL_STUDIO_USERNAME=self.username,
+            LABEL_STUDIO_PASSWORD=self.password,
+            LABEL_STUDIO_USER_TOKEN=self.token,
+            LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
+            DJANGO_DB="sqlite",
+            LOG_LEVEL="WARNING",
         )
 
     def _template(self) -> Path:
@@ -201,15 +229,22 @@ class LabelStudioServer:
         tmp = self.venv / f"template-data.{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        subprocess.run([str(self.exe), "version"], env=self._env(tmp), check=True, cwd=str(tmp),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
+        subprocess.run(
+            [str(self.exe), "version"],
+            env=self._env(tmp),
+            check=True,
+            cwd=str(tmp),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=900,
+        )
         if not (template / "label_studio.sqlite3").exists():
             tmp.rename(template)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
         return template
 
-    def start(self, timeout: float = 300) -> "LabelStudioServer":
+    def start(self, timeout: float = 300) -> LabelStudioServer:
         shutil.copytree(self._template(), self.data_dir)
         cmd = [str(self.exe), "start", "--no-browser", "--port", str(self.port), "--internal-host", "127.0.0.1"]
         self.process = _Process(cmd, self._env(self.data_dir), self.work / "labelstudio.log", self.work)
@@ -226,7 +261,7 @@ class LabelStudioServer:
         if self.process is not None:
             self.process.stop()
 
-    def __enter__(self) -> "LabelStudioServer":
+    def __enter__(self) -> LabelStudioServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -236,19 +271,36 @@ class LabelStudioServer:
 class BackendServer:
     """``python -m core serve-labelstudio`` (gunicorn + uvicorn workers) in a subprocess."""
 
-    def __init__(self, work: Path, env: Mapping[str, str], *, workers: int = 1, server: str = "gunicorn",
-                 threads: int | None = None):
+    def __init__(
+        self,
+        work: Path,
+        env: Mapping[str, str],
+        *,
+        workers: int = 1,
+        server: str = "gunicorn",
+        threads: int | None = None,
+    ):
         self.work = Path(work)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-        self.cmd = [sys.executable, "-m", "core", "serve-labelstudio", "--port", str(self.port),
-                    "--workers", str(workers), "--server", server]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "core",
+            "serve-labelstudio",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--server",
+            server,
+        ]
         if threads:
             self.cmd += ["--threads", str(threads)]
         self.process: _Process | None = None
 
-    def start(self, timeout: float = 120) -> "BackendServer":
+    def start(self, timeout: float = 120) -> BackendServer:
         self.process = _Process(self.cmd, self.env, self.work / "backend.log", ROOT)
 
         def up() -> bool:
@@ -266,7 +318,7 @@ class BackendServer:
         if self.process is not None:
             self.process.stop()
 
-    def __enter__(self) -> "BackendServer":
+    def __enter__(self) -> BackendServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -281,8 +333,9 @@ class LabelStudioAPI:
 
     def _ok(self, resp: httpx.Response) -> Any:
         if resp.status_code >= 400:
-            raise AssertionError(f"{resp.request.method} {resp.request.url.path}: HTTP {resp.status_code} "
-                                 f"{resp.text[:500]}")
+            raise AssertionError(
+                f"{resp.request.method} {resp.request.url.path}: HTTP {resp.status_code} {resp.text[:500]}"
+            )
         return resp.json() if resp.content else None
 
     def create_project(self, title: str, label_config: str) -> int:
@@ -302,23 +355,32 @@ class LabelStudioAPI:
         self._ok(self.client.patch(f"/api/tasks/{task_id}", json={"data": data}))
 
     def connect_backend(self, project: int, url: str, *, interactive: bool = True) -> dict[str, Any]:
-        return self._ok(self.client.post("/api/ml", json={"project": project, "url": url, "title": "gfn-autolabel",
-                                                          "is_interactive": interactive}))
+        return self._ok(
+            self.client.post(
+                "/api/ml",
+                json={"project": project, "url": url, "title": "gfn-autolabel", "is_interactive": interactive},
+            )
+        )
 
     def backend(self, ml_id: int) -> dict[str, Any]:
         return self._ok(self.client.get(f"/api/ml/{ml_id}"))
 
     def retrieve_predictions(self, project: int) -> dict[str, Any]:
-        return self._ok(self.client.post("/api/dm/actions", params={"id": "retrieve_tasks_predictions",
-                                                                    "project": project},
-                                         json={"selectedItems": {"all": True, "excluded": []}}))
+        return self._ok(
+            self.client.post(
+                "/api/dm/actions",
+                params={"id": "retrieve_tasks_predictions", "project": project},
+                json={"selectedItems": {"all": True, "excluded": []}},
+            )
+        )
 
     def predictions(self, task_id: int) -> list[dict[str, Any]]:
         return self._ok(self.client.get("/api/predictions", params={"task": task_id}))
 
     def interactive(self, ml_id: int, task_id: int, context: dict[str, Any]) -> dict[str, Any]:
-        return self._ok(self.client.post(f"/api/ml/{ml_id}/interactive-annotating",
-                                         json={"task": task_id, "context": context}))
+        return self._ok(
+            self.client.post(f"/api/ml/{ml_id}/interactive-annotating", json={"task": task_id, "context": context})
+        )
 
     def annotate(self, task_id: int, result: list[dict[str, Any]]) -> dict[str, Any]:
         return self._ok(self.client.post(f"/api/tasks/{task_id}/annotations", json={"result": result}))

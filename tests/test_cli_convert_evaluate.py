@@ -57,7 +57,7 @@ def test_convert_polygons_and_overwrite(ex, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "p.json already exists" in err and "--overwrite" in err
-    assert main(args + ["--overwrite"]) == 0
+    assert main([*args, "--overwrite"]) == 0
 
 
 def test_convert_voc_needs_images(ex, tmp_path, capsys):
@@ -134,7 +134,10 @@ def test_evaluate_coco_against_voc(ex, tmp_path, capsys):
 def test_subprocess_python_m_core(ex):
     proc = subprocess.run(
         [sys.executable, "-m", "core", "evaluate", str(ex / "masks"), str(ex / "masks"), "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)

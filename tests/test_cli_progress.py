@@ -39,10 +39,9 @@ def test_one_bar_per_stage_on_stderr_closed_on_exit(opened, capsys):
 
 
 def test_bars_are_closed_when_the_work_fails(opened):
-    with pytest.raises(RuntimeError):
-        with ProgressBars() as bars:
-            bars("evaluate", 1, 3)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), ProgressBars() as bars:
+        bars("evaluate", 1, 3)
+        raise RuntimeError("boom")
     assert len(opened) == 1 and opened[0].disable
 
 

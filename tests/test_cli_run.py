@@ -11,8 +11,20 @@ from core.data.example import make_example
 from core.initial.config import InitConfig
 from core.refine.config import RunConfig
 
-FAST = ["--init", "grabcut", "--rounds", "1", "--epochs", "1", "--no-pretrained", "--crop-size", "48",
-        "--max-side", "0", "--no-progress"]
+FAST = [
+    "--init",
+    "grabcut",
+    "--rounds",
+    "1",
+    "--epochs",
+    "1",
+    "--no-pretrained",
+    "--crop-size",
+    "48",
+    "--max-side",
+    "0",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +32,38 @@ def example(tmp_path_factory):
     root = tmp_path_factory.mktemp("ex")
     make_example(root, n=4, size=48, classes=("ellipse", "star"))
     cfg = root / "fast.json"
-    cfg.write_text(json.dumps({"init_options": {"coarse": "centre", "work_size": 48}, "batch_size": 4,
-                               "network_options": {"aspp_channels": 16, "low_channels": 8}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "init_options": {"coarse": "centre", "work_size": 48},
+                "batch_size": 4,
+                "train.min_steps": 0,
+                "network_options": {"aspp_channels": 16, "low_channels": 8},
+            }
+        )
+    )
     return root
 
 
 @pytest.fixture(scope="module")
 def run_dir(example, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "run"
-    code = main(["run", "--images", str(example / "images"), "--labels", str(example / "labels.csv"),
-                 "--out", str(out), "--config", str(example / "fast.json"), "--init-option", "grabcut_iters=3", *FAST])
+    code = main(
+        [
+            "run",
+            "--images",
+            str(example / "images"),
+            "--labels",
+            str(example / "labels.csv"),
+            "--out",
+            str(out),
+            "--config",
+            str(example / "fast.json"),
+            "--init-option",
+            "grabcut_iters=3",
+            *FAST,
+        ]
+    )
     assert code == 0
     return out
 
@@ -48,15 +82,36 @@ def test_run_prints_the_round_table(run_dir, capsys):
 
 
 def test_run_refuses_an_existing_run_without_overwrite(example, run_dir, capsys):
-    code = main(["run", "--images", str(example / "images"), "--labels", str(example / "labels.csv"),
-                 "--out", str(run_dir), *FAST])
+    code = main(
+        [
+            "run",
+            "--images",
+            str(example / "images"),
+            "--labels",
+            str(example / "labels.csv"),
+            "--out",
+            str(run_dir),
+            *FAST,
+        ]
+    )
     assert code == 2
     assert "--overwrite" in capsys.readouterr().err
 
 
 def test_resume_with_different_settings_names_the_keys(example, run_dir, capsys):
-    code = main(["run", "--images", str(example / "images"), "--labels", str(example / "labels.csv"),
-                 "--out", str(run_dir), "--resume", *FAST])  # no --config: batch size etc. differ
+    code = main(
+        [
+            "run",
+            "--images",
+            str(example / "images"),
+            "--labels",
+            str(example / "labels.csv"),
+            "--out",
+            str(run_dir),
+            "--resume",
+            *FAST,
+        ]
+    )  # no --config: batch size etc. differ
     assert code == 2
     err = capsys.readouterr().err
     assert "differing keys" in err and "batch_size" in err
@@ -90,15 +145,19 @@ def test_bad_inputs_give_one_clear_line(example, tmp_path, capsys):
     lines = (example / "labels.csv").read_text().splitlines()
     csv.write_text("\n".join(lines[:-1]) + "\n")
     missing = lines[-1].split(",")[0]
-    assert main(["run", "--images", str(example / "images"), "--labels", str(csv), "--out",
-                 str(tmp_path / "r2"), *FAST]) == 2
+    assert (
+        main(["run", "--images", str(example / "images"), "--labels", str(csv), "--out", str(tmp_path / "r2"), *FAST])
+        == 2
+    )
     err = capsys.readouterr().err
     assert missing in err and "no image-level label" in err
     # a class the class map (classes.json beside images/) does not know
     bad = tmp_path / "bad.csv"
     bad.write_text(lines[0] + "\n" + "\n".join(f"{ln.split(',')[0]},zebra" for ln in lines[1:]) + "\n")
-    assert main(["run", "--images", str(example / "images"), "--labels", str(bad), "--out",
-                 str(tmp_path / "r3"), *FAST]) == 2
+    assert (
+        main(["run", "--images", str(example / "images"), "--labels", str(bad), "--out", str(tmp_path / "r3"), *FAST])
+        == 2
+    )
     assert "zebra" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nowhere"), "--to", "png"]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -109,9 +168,14 @@ def test_demo_writes_table_coco_overlays_and_plot(tmp_path, monkeypatch, capsys)
     from core.refine.config import InitSection, NetworkSection, TrainSection
 
     def tiny(rounds, seed):  # the real demo settings take minutes; the wiring is what is tested here
-        return RunConfig(init=InitSection(route="grabcut", options=InitConfig(coarse="centre", work_size=48)),
-                         rounds=rounds, train=TrainSection(epochs=1, batch_size=4, crop_size=48), max_side=None,
-                         seed=seed, network=NetworkSection(pretrained=False, aspp_channels=16, low_channels=8))
+        return RunConfig(
+            init=InitSection(route="grabcut", options=InitConfig(coarse="centre", work_size=48)),
+            rounds=rounds,
+            train=TrainSection(epochs=1, batch_size=4, crop_size=48, min_steps=0),
+            max_side=None,
+            seed=seed,
+            network=NetworkSection(pretrained=False, aspp_channels=16, low_channels=8),
+        )
 
     monkeypatch.setattr(demo, "demo_config", tiny)
     out = tmp_path / "demo"
@@ -130,8 +194,21 @@ def test_run_options_reach_the_run_config(tmp_path):
     from core.cli.run_cmd import add_parser, config_from_args
 
     parser = add_parser(argparse.ArgumentParser().add_subparsers())
-    args = parser.parse_args(["--images", "i", "--class", "horse", "--out", str(tmp_path / "r"),
-                              "--no-init-postprocess", "--crop-size", "200", "--max-side", "200"])
+    args = parser.parse_args(
+        [
+            "--images",
+            "i",
+            "--class",
+            "horse",
+            "--out",
+            str(tmp_path / "r"),
+            "--no-init-postprocess",
+            "--crop-size",
+            "200",
+            "--max-side",
+            "200",
+        ]
+    )
     cfg = config_from_args(args)
     assert (cfg.init.postprocess, cfg.train.crop_size, cfg.max_side) == (False, 200, 200)
     assert config_from_args(parser.parse_args(["--images", "i", "--class", "horse", "--out", "r"])).init.postprocess

@@ -24,8 +24,20 @@ def example(tmp_path_factory) -> Path:
 
 def test_train_then_predict(example: Path, tmp_path: Path, capsys):
     model = tmp_path / "model.pt"
-    rc = main(["train", "--images", str(example / "images"), "--masks", str(example / "masks"),
-               "--out", str(model), "--classes", str(example / "classes.json"), *FAST])
+    rc = main(
+        [
+            "train",
+            "--images",
+            str(example / "images"),
+            "--masks",
+            str(example / "masks"),
+            "--out",
+            str(model),
+            "--classes",
+            str(example / "classes.json"),
+            *FAST,
+        ]
+    )
     assert rc == 0 and model.is_file()
     ck = load_checkpoint(model)
     assert ck.classmap.names == ("background", "ellipse", "star", "ring") and ck.config.num_classes == 4
@@ -42,8 +54,19 @@ def test_train_then_predict(example: Path, tmp_path: Path, capsys):
 
     rc = main(["predict", "--model", str(model), "--images", str(example / "images"), "--out", str(out)])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
-    rc = main(["predict", "--model", str(model), "--images", str(example / "images"), "--out", str(out),
-               "--overwrite", "--tta"])
+    rc = main(
+        [
+            "predict",
+            "--model",
+            str(model),
+            "--images",
+            str(example / "images"),
+            "--out",
+            str(out),
+            "--overwrite",
+            "--tta",
+        ]
+    )
     assert rc == 0
 
 
@@ -55,20 +78,40 @@ def test_train_classes_from_max_index_and_refusals(example: Path, tmp_path: Path
     capsys.readouterr()
     assert main([*args, *FAST]) == 2 and "already exists" in capsys.readouterr().err
     assert main([*args, *FAST, "--overwrite"]) == 0
-    rc = main(["train", "--images", str(example / "images"), "--masks", str(tmp_path / "nope"),
-               "--out", str(tmp_path / "x.pt"), *FAST])
+    rc = main(
+        [
+            "train",
+            "--images",
+            str(example / "images"),
+            "--masks",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "x.pt"),
+            *FAST,
+        ]
+    )
     assert rc == 2 and "nope" in capsys.readouterr().err
     empty = tmp_path / "empty_masks"
     empty.mkdir()
-    rc = main(["train", "--images", str(example / "images"), "--masks", str(empty), "--out", str(tmp_path / "x.pt"),
-               *FAST])
+    rc = main(
+        ["train", "--images", str(example / "images"), "--masks", str(empty), "--out", str(tmp_path / "x.pt"), *FAST]
+    )
     assert rc == 2 and "has a mask" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*args, "--backbone", "vgg"])
 
 
 def test_predict_errors(tmp_path: Path, example: Path, capsys):
-    rc = main(["predict", "--model", str(tmp_path / "missing.pt"), "--images", str(example / "images"),
-               "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "predict",
+            "--model",
+            str(tmp_path / "missing.pt"),
+            "--images",
+            str(example / "images"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2 and "missing.pt" in capsys.readouterr().err
     assert not np.any([p.exists() for p in [tmp_path / "o"]])

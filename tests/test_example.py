@@ -29,7 +29,7 @@ def test_image_does_not_depend_on_n():
 
 def test_ring_has_a_hole_and_some_ellipse_has_two_parts():
     holes, parts = 0, 0
-    for stem, label, _, mask, _ in generate_arrays(n=24, size=64):
+    for _stem, label, _, mask, _ in generate_arrays(n=24, size=64):
         fg = (mask > 0).astype(np.uint8)
         n_fg = cv2.connectedComponents(fg, connectivity=8)[0] - 1
         n_bg = cv2.connectedComponents(1 - fg, connectivity=4)[0] - 1

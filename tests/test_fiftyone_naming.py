@@ -13,19 +13,40 @@ from gfn_fiftyone.naming import RunNames, check_prefix
 def test_run_names_derive_every_field_from_the_prefix():
     n = RunNames("gfn")
     assert n.run_key == n.best == "gfn"
-    assert n.output_fields(1) == ["gfn", "gfn_reliability", "gfn_round_0", "gfn_round_0_reliability",
-                                  "gfn_round_0_changed", "gfn_round_1", "gfn_round_1_reliability",
-                                  "gfn_round_1_changed"]
+    assert n.output_fields(1) == [
+        "gfn",
+        "gfn_reliability",
+        "gfn_round_0",
+        "gfn_round_0_reliability",
+        "gfn_round_0_changed",
+        "gfn_round_1",
+        "gfn_round_1_reliability",
+        "gfn_round_1_changed",
+    ]
     assert n.eval_key(2) == "gfn_round_2_eval" and n.iou(2) == "gfn_round_2_iou"
     assert n.round_of("gfn_round_12") == 12 and n.round_of("gfn_round_1_iou") is None
     assert n.round_of("other_round_1") is None
 
 
 def test_owned_fields_do_not_catch_other_prefixes():
-    names = ["gfn", "gfn_reliability", "gfn_round_0", "gfn_round_3_iou", "gfn_round_3_changed",
-             "gfn2_round_0", "gfnx", "ground_truth", "gfn_round_0_eval_accuracy"]
-    assert RunNames("gfn").owned(names) == ["gfn", "gfn_reliability", "gfn_round_0", "gfn_round_3_changed",
-                                            "gfn_round_3_iou"]
+    names = [
+        "gfn",
+        "gfn_reliability",
+        "gfn_round_0",
+        "gfn_round_3_iou",
+        "gfn_round_3_changed",
+        "gfn2_round_0",
+        "gfnx",
+        "ground_truth",
+        "gfn_round_0_eval_accuracy",
+    ]
+    assert RunNames("gfn").owned(names) == [
+        "gfn",
+        "gfn_reliability",
+        "gfn_round_0",
+        "gfn_round_3_changed",
+        "gfn_round_3_iou",
+    ]
 
 
 @pytest.mark.parametrize("bad", ["", "1gfn", "gf n", "gfn-x", "_gfn", None])

@@ -22,22 +22,23 @@ import numpy as np
 import pytest
 
 if "fiftyone" in sys.modules:  # too late to isolate the database: never touch the user's datasets
-    pytest.skip("fiftyone was imported before this module; run this test module on its own",
-                allow_module_level=True)
+    pytest.skip("fiftyone was imported before this module; run this test module on its own", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parents[1]
 _TMP = Path(tempfile.mkdtemp(prefix="gfn_fiftyone_tests_"))
 atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 (_TMP / "plugins").mkdir()
 (_TMP / "plugins" / "gfn_fiftyone").symlink_to(ROOT / "gfn_fiftyone", target_is_directory=True)
-os.environ.update({
-    "FIFTYONE_DATABASE_DIR": str(_TMP / "db"),
-    "FIFTYONE_PLUGINS_DIR": str(_TMP / "plugins"),
-    "FIFTYONE_DEFAULT_DATASET_DIR": str(_TMP / "datasets"),
-    "FIFTYONE_DO_NOT_TRACK": "true",
-    "FIFTYONE_DATABASE_VALIDATION": "false",
-    "GFN_FIFTYONE_RUNS_DIR": str(_TMP / "runs"),
-})
+os.environ.update(
+    {
+        "FIFTYONE_DATABASE_DIR": str(_TMP / "db"),
+        "FIFTYONE_PLUGINS_DIR": str(_TMP / "plugins"),
+        "FIFTYONE_DEFAULT_DATASET_DIR": str(_TMP / "datasets"),
+        "FIFTYONE_DO_NOT_TRACK": "true",
+        "FIFTYONE_DATABASE_VALIDATION": "false",
+        "GFN_FIFTYONE_RUNS_DIR": str(_TMP / "runs"),
+    }
+)
 
 fo = pytest.importorskip("fiftyone")
 import fiftyone.operators as foo  # noqa: E402
@@ -48,23 +49,40 @@ from core.io.images import read_mask  # noqa: E402
 
 PLUGIN = "@gfn-autolabel/gfn"
 CLASSES = ("ellipse", "star")
-TINY = {"init_options": {"coarse": "centre", "work_size": 48}, "epochs": 1, "batch_size": 4, "pretrained": False,
-        "crop_size": 48, "max_side": None, "num_threads": 1, "postprocess": "none", "tta_flip": False,
-        "network_options": {"aspp_channels": 16, "low_channels": 8}}
+TINY = {
+    "init_options": {"coarse": "centre", "work_size": 48},
+    "epochs": 1,
+    "train.min_steps": 0,
+    "batch_size": 4,
+    "pretrained": False,
+    "crop_size": 48,
+    "max_side": None,
+    "num_threads": 1,
+    "postprocess": "none",
+    "tta_flip": False,
+    "network_options": {"aspp_channels": 16, "low_channels": 8},
+}
 """Engine settings for tests: no network in round 0, a narrow random-init GFN, one epoch."""
 
 
 def run_op(name: str, dataset, **params):
     """Execute ``@gfn-autolabel/gfn/<name>`` headless on the whole dataset; returns the result dict."""
     delegate = params.pop("request_delegation", False)
-    res = foo.execute_operator(f"{PLUGIN}/{name}", ctx={"view": dataset.view(), "params": params,
-                                                         "request_delegation": delegate})
+    res = foo.execute_operator(
+        f"{PLUGIN}/{name}", ctx={"view": dataset.view(), "params": params, "request_delegation": delegate}
+    )
     return res.result
 
 
 def auto_label_params(**over):
-    p = {"label_field": "ground_truth", "init": "grabcut", "rounds": 1, "output_prefix": "gfn", "gt_field": "gt",
-         "engine_options": TINY}
+    p = {
+        "label_field": "ground_truth",
+        "init": "grabcut",
+        "rounds": 1,
+        "output_prefix": "gfn",
+        "gt_field": "gt",
+        "engine_options": TINY,
+    }
     p.update(over)
     return p
 
@@ -74,12 +92,19 @@ def example(tmp_path_factory):
     return make_example(tmp_path_factory.mktemp("example"), n=8, size=48, classes=CLASSES)
 
 
-def make_dataset(example, samples=None) -> "fo.Dataset":
+def make_dataset(example, samples=None) -> fo.Dataset:
     """A FiftyOne dataset of the example: ``ground_truth`` (Classification), ``gt`` (Segmentation files)."""
     ds = fo.Dataset(f"gfn-test-{uuid.uuid4().hex[:8]}")
-    ds.add_samples([fo.Sample(filepath=str(s.image_path), ground_truth=fo.Classification(label=s.labels[0]),
-                              gt=fo.Segmentation(mask_path=str(s.mask_path)))
-                    for s in (samples if samples is not None else example)])
+    ds.add_samples(
+        [
+            fo.Sample(
+                filepath=str(s.image_path),
+                ground_truth=fo.Classification(label=s.labels[0]),
+                gt=fo.Segmentation(mask_path=str(s.mask_path)),
+            )
+            for s in (samples if samples is not None else example)
+        ]
+    )
     ds.mask_targets = {"gt": example.classmap.to_dict()}
     ds.save()
     return ds
@@ -114,19 +139,28 @@ def test_plugin_is_found_with_its_operators_and_panel():
 
 def test_install_links_the_plugin_and_fiftyone_lists_it(tmp_path):
     env = {**os.environ, "FIFTYONE_PLUGINS_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "core", "fiftyone", "install", "--dir", str(tmp_path)],
-                         capture_output=True, text=True, env=env, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "fiftyone", "install", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     link = tmp_path / "gfn_fiftyone"
     assert link.is_symlink() and (link / "fiftyone.yml").is_file()
-    again = subprocess.run([sys.executable, "-m", "core", "fiftyone", "install", "--dir", str(tmp_path)],
-                           capture_output=True, text=True, env=env, cwd=ROOT)
+    again = subprocess.run(
+        [sys.executable, "-m", "core", "fiftyone", "install", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert again.returncode == 0, again.stderr  # already linked: nothing to do
     fiftyone_cli = Path(sys.executable).parent / "fiftyone"
     if not fiftyone_cli.is_file():
         pytest.skip(f"no fiftyone command beside {sys.executable}")
-    listed = subprocess.run([str(fiftyone_cli), "plugins", "list"],
-                            capture_output=True, text=True, env=env, cwd=ROOT)
+    listed = subprocess.run([str(fiftyone_cli), "plugins", "list"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert PLUGIN in listed.stdout, listed.stdout + listed.stderr
 
 
@@ -149,8 +183,10 @@ def test_auto_label_writes_one_field_per_round_and_the_best(labelled):
         assert seg.mask is None and Path(seg.mask_path) == run_dir / "round_01" / "masks" / f"{stem}.png"
         assert seg.get_mask().shape == (48, 48)
         best = summary["best_round"]
-        assert Path(sample["gfn"].mask_path).read_bytes() == \
-            (run_dir / f"round_{best:02d}" / "masks" / f"{stem}.png").read_bytes()
+        assert (
+            Path(sample["gfn"].mask_path).read_bytes()
+            == (run_dir / f"round_{best:02d}" / "masks" / f"{stem}.png").read_bytes()
+        )
         assert 0.0 <= sample["gfn_round_1_reliability"] <= 1.0
         assert 0.0 <= sample["gfn_round_1_changed"] <= 1.0
         assert sample["gfn_round_0_changed"] is None
@@ -168,6 +204,24 @@ def test_the_run_is_stored_with_its_config_and_metrics(labelled):
     assert [r["round"] for r in res.rounds] == [0, 1]
     assert all(0.0 <= r["miou"] <= 1.0 for r in res.rounds)  # gt given: the engine reports mIoU
     assert res.best_round == summary["best_round"]
+
+
+def test_a_collapsed_run_is_reported_in_the_result_the_log_and_the_run(dataset, monkeypatch, caplog):
+    import core.refine.filters as filters
+    from gfn_fiftyone import runs
+    from gfn_fiftyone.operators import AutoLabel
+
+    monkeypatch.setattr(filters, "consistent_mask", lambda mask, allowed: np.zeros_like(mask))  # every mask empty
+    with caplog.at_level("ERROR", logger="gfn_fiftyone.autolabel"):
+        out = run_op("auto_label", dataset, **auto_label_params(rounds=0))
+    assert out["status"] == "collapsed" and out["warning"].startswith("the run collapsed: 100% of the kept masks")
+    assert [r for r in caplog.records if "the run collapsed" in r.getMessage()]
+    assert dataset.get_run_info("gfn").config.outcome == "collapsed"
+    record = runs.load_record(dataset, "gfn")
+    assert record.status == runs.COMPLETED and record.outcome == "collapsed"
+    view = AutoLabel().resolve_output(type("Ctx", (), {"results": out})())
+    note = view.type.properties["status_note"].view
+    assert type(note).__name__ == "Error" and note.description == out["warning"]
 
 
 def test_second_prefix_leaves_the_first_run_alone(labelled):
@@ -213,9 +267,13 @@ def test_unusable_samples_are_listed_and_skipped_only_on_request(example, tmp_pa
     broken.write_text("not a picture")
     ds = make_dataset(example)
     try:
-        ds.add_samples([fo.Sample(filepath=str(missing), ground_truth=fo.Classification(label="star")),
-                        fo.Sample(filepath=str(broken), ground_truth=fo.Classification(label="star")),
-                        fo.Sample(filepath=str(example[0].image_path))])  # no label
+        ds.add_samples(
+            [
+                fo.Sample(filepath=str(missing), ground_truth=fo.Classification(label="star")),
+                fo.Sample(filepath=str(broken), ground_truth=fo.Classification(label="star")),
+                fo.Sample(filepath=str(example[0].image_path)),
+            ]
+        )  # no label
         with pytest.raises(ExecutionError) as err:
             run_op("auto_label", ds, **auto_label_params(rounds=0))
         msg = str(err.value)
@@ -224,7 +282,8 @@ def test_unusable_samples_are_listed_and_skipped_only_on_request(example, tmp_pa
         assert "no label in 'ground_truth'" in msg
         out = run_op("auto_label", ds, **auto_label_params(rounds=0, skip_missing=True))
         assert sorted(Path(s["path"]).name for s in out["skipped"]) == sorted(
-            ["broken.png", "gone.png", example[0].image_path.name])
+            ["broken.png", "gone.png", example[0].image_path.name]
+        )
         assert out["n_samples"] == len(example)
         assert ds.match(fo.ViewField("filepath") == str(missing)).first()["gfn_round_0"] is None
         assert ds.exists("gfn_round_0").count() == len(example)
@@ -258,8 +317,9 @@ def test_auto_label_writes_rounds_from_the_runner_without_reading_the_run_folder
             fields_at_report[label] = set(dataset.get_field_schema())
 
     config = make_config(init="grabcut", rounds=1, engine_options=TINY)
-    summary = auto_label(dataset, output_prefix="gfn", label_field="ground_truth", gt_field="gt", config=config,
-                         progress=progress)
+    summary = auto_label(
+        dataset, output_prefix="gfn", label_field="ground_truth", gt_field="gt", config=config, progress=progress
+    )
     assert summary["rounds"] == [0, 1]
     for k in (0, 1):
         assert f"gfn_round_{k}" in fields_at_report[f"round {k} finished"]  # written before the report
@@ -283,8 +343,14 @@ def test_stopped_run_resumes_from_its_last_finished_round_as_delegated_operation
 
     config = make_config(init="grabcut", rounds=1, engine_options=TINY)
     with pytest.raises(Stop):
-        auto_label(dataset, output_prefix="gfn", label_field="ground_truth", gt_field="gt", config=config,
-                   progress=stop_after_round_0)
+        auto_label(
+            dataset,
+            output_prefix="gfn",
+            label_field="ground_truth",
+            gt_field="gt",
+            config=config,
+            progress=stop_after_round_0,
+        )
     assert dataset.get_run_info("gfn").config.status == "failed"
     run_dir = Path(dataset.get_run_info("gfn").config.run_dir)
     round0 = sorted(run_dir.glob("round_00/masks/*.png"))

@@ -37,7 +37,11 @@ def test_round_trip_layout_and_ignore(example, tmp_path):
     star = (root / "ImageSets" / "Main" / "star_default.txt").read_text().splitlines()
     assert "star_0001  1" in star and "ring_0002 -1" in star
     assert (root / "labelmap.txt").read_text().splitlines()[1:] == [
-        "background:0,0,0::", "ellipse:128,0,0::", "star:0,128,0::", "ring:128,128,0::"]
+        "background:0,0,0::",
+        "ellipse:128,0,0::",
+        "star:0,128,0::",
+        "ring:128,128,0::",
+    ]
     back, cmap = load_masks(root)
     assert cmap == ds.classmap
     for stem, m in masks.items():
@@ -95,12 +99,15 @@ def test_labelmap_reordered_palette_is_mapped_by_colour(tmp_path):
     np.testing.assert_array_equal(back["x"], np.array([[0, 2], [1, 255]]))
 
 
-@pytest.mark.parametrize("text, match", [
-    ("horse:1,2::\n", "line 1"),
-    ("# c\nhorse:1,2,300::\n", "line 2"),
-    ("a:1,2,3::\nb:1,2,3::\n", "share a colour"),
-    ("# only comments\n", "no classes"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("horse:1,2::\n", "line 1"),
+        ("# c\nhorse:1,2,300::\n", "line 2"),
+        ("a:1,2,3::\nb:1,2,3::\n", "share a colour"),
+        ("# only comments\n", "no classes"),
+    ],
+)
 def test_bad_labelmap_is_named(tmp_path, text, match):
     (tmp_path / "labelmap.txt").write_text(text)
     with pytest.raises(ValueError, match=f"labelmap.txt.*{match}"):

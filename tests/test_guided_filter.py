@@ -24,7 +24,7 @@ def _reference(I: np.ndarray, p: np.ndarray, r: int, eps: float) -> np.ndarray:
     for y in range(H):
         for x in range(W):
             win = (slice(max(y - r, 0), y + r + 1), slice(max(x - r, 0), x + r + 1))
-            Iw = I[(slice(None),) + win].reshape(C, -1)
+            Iw = I[(slice(None), *win)].reshape(C, -1)
             pw = p[win].reshape(-1)
             mu = Iw.mean(1)
             cov = (Iw * pw).mean(1) - mu * pw.mean()
@@ -64,7 +64,7 @@ def test_box_filter_matches_clipped_window_mean_and_any_radius():
         ref = torch.empty_like(x)
         for y in range(6):
             for xx in range(5):
-                ref[..., y, xx] = x[..., max(y - r, 0):y + r + 1, max(xx - r, 0):xx + r + 1].mean((-1, -2))
+                ref[..., y, xx] = x[..., max(y - r, 0) : y + r + 1, max(xx - r, 0) : xx + r + 1].mean((-1, -2))
         torch.testing.assert_close(got, ref)
     torch.testing.assert_close(box_filter(x, 1, normalize=False)[..., 2, 2], x[..., 1:4, 1:4].sum((-1, -2)))
 
@@ -76,21 +76,24 @@ def test_constant_guidance_gives_double_box_mean():
 
 
 # ---------------------------------------------------------------- bad input
-@pytest.mark.parametrize("I,p,r,eps,exc,match", [
-    ("img", torch.rand(1, 1, 8, 8), 1, 0.1, TypeError, "I must be a torch.Tensor"),
-    (torch.rand(1, 8, 8), torch.rand(1, 1, 8, 8), 1, 0.1, ValueError, r"I must be 4-D .* \(1, 8, 8\)"),
-    (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 9), 1, 0.1, ValueError, "must share batch size and H x W"),
-    (torch.rand(2, 1, 8, 8), torch.rand(1, 1, 8, 8), 1, 0.1, ValueError, "must share batch size"),
-    (torch.ones(1, 1, 8, 8, dtype=torch.int64), torch.rand(1, 1, 8, 8), 1, 0.1, TypeError, "floating.*int64"),
-    (torch.rand(1, 1, 8, 8, dtype=torch.float64), torch.rand(1, 1, 8, 8), 1, 0.1, TypeError, "same dtype"),
-    (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 0, 0.1, ValueError, "radius r must be >= 1, got 0"),
-    (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1.5, 0.1, TypeError, "radius r must be an int.*1.5"),
-    (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), True, 0.1, TypeError, "radius r must be an int"),
-    (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1, 0.0, ValueError, "eps must be > 0, got 0.0"),
-    (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1, -1.0, ValueError, "eps must be > 0"),
-    (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1, "0.1", TypeError, "eps must be a float"),
-    (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1, torch.tensor(-0.1), ValueError, "eps must be > 0"),
-])
+@pytest.mark.parametrize(
+    "I,p,r,eps,exc,match",
+    [
+        ("img", torch.rand(1, 1, 8, 8), 1, 0.1, TypeError, "I must be a torch.Tensor"),
+        (torch.rand(1, 8, 8), torch.rand(1, 1, 8, 8), 1, 0.1, ValueError, r"I must be 4-D .* \(1, 8, 8\)"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 9), 1, 0.1, ValueError, "must share batch size and H x W"),
+        (torch.rand(2, 1, 8, 8), torch.rand(1, 1, 8, 8), 1, 0.1, ValueError, "must share batch size"),
+        (torch.ones(1, 1, 8, 8, dtype=torch.int64), torch.rand(1, 1, 8, 8), 1, 0.1, TypeError, "floating.*int64"),
+        (torch.rand(1, 1, 8, 8, dtype=torch.float64), torch.rand(1, 1, 8, 8), 1, 0.1, TypeError, "same dtype"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 0, 0.1, ValueError, "radius r must be >= 1, got 0"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1.5, 0.1, TypeError, "radius r must be an int.*1.5"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), True, 0.1, TypeError, "radius r must be an int"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1, 0.0, ValueError, "eps must be > 0, got 0.0"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1, -1.0, ValueError, "eps must be > 0"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1, "0.1", TypeError, "eps must be a float"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1, torch.tensor(-0.1), ValueError, "eps must be > 0"),
+    ],
+)
 def test_bad_inputs_raise(I, p, r, eps, exc, match):
     with pytest.raises(exc, match=match):
         guided_filter(I, p, r, eps)
@@ -171,11 +174,11 @@ def test_golden_paper_eq3_kernel_form():
     for jy in range(9):
         for jx in range(9):
             Wij = 0.0
-            for ky in range(i[0] - r, i[0] + r + 1):         # windows k containing both i and j
+            for ky in range(i[0] - r, i[0] + r + 1):  # windows k containing both i and j
                 for kx in range(i[1] - r, i[1] + r + 1):
                     if abs(jy - ky) > r or abs(jx - kx) > r:
                         continue
-                    patch = In[ky - r:ky + r + 1, kx - r:kx + r + 1]
+                    patch = In[ky - r : ky + r + 1, kx - r : kx + r + 1]
                     mu, var = patch.mean(), patch.var()
                     Wij += 1 + (In[i] - mu) * (In[jy, jx] - mu) / (var + eps)
             g += Wij / w**2 * pn[jy, jx]

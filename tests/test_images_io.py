@@ -8,7 +8,14 @@ from PIL import Image
 
 from core.io.atomic import OutputExistsError, atomic_path, check_can_write, write_text_atomic
 from core.io.images import (
-    ImageReadError, check_images, image_size, list_images, read_image, read_mask, write_image, write_mask,
+    ImageReadError,
+    check_images,
+    image_size,
+    list_images,
+    read_image,
+    read_mask,
+    write_image,
+    write_mask,
 )
 
 
@@ -143,10 +150,9 @@ def test_atomic_write_refuses_overwrite_and_leaves_no_temp(tmp_path):
         write_text_atomic(p, "two", overwrite=False)
     with pytest.raises(OutputExistsError):
         check_can_write(p, overwrite=False)
-    with pytest.raises(RuntimeError):
-        with atomic_path(p) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_path(p) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
     assert p.read_text() == "one"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["out.txt"]
 

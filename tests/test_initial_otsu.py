@@ -60,8 +60,13 @@ def test_ignore_band():
 def test_otsu_route_end_to_end(example):
     pytest.importorskip("core.training.trainer")
     ds, simple = example
-    cfg = InitConfig(num_threads=1, gfn={"pretrained": False, "aspp_channels": 16, "low_channels": 8},
-                     train={"epochs": 1, "batch_size": 3, "crop_size": 48}, predict_flip=False, min_train_samples=0)
+    cfg = InitConfig(
+        num_threads=1,
+        gfn={"pretrained": False, "aspp_channels": 16, "low_channels": 8},
+        train={"epochs": 1, "batch_size": 3, "crop_size": 48},
+        predict_flip=False,
+        min_train_samples=0,
+    )
     res = make_initial_masks(ds, route="otsu", config=cfg)
     assert res.route == "otsu" and res.info["simple_picked_by"] == "auto"
     assert set(res.info["simple_stems"]) <= simple and res.info["n_simple"] == len(res.info["simple_stems"])
@@ -81,7 +86,6 @@ def test_otsu_route_end_to_end(example):
 def test_small_pseudo_label_sets_are_repeated(monkeypatch):
     pytest.importorskip("core.training.trainer")
     import core.training.trainer as trainer
-
     from core.initial.gfn_bridge import train_gfn
 
     seen = {}

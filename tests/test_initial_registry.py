@@ -61,8 +61,8 @@ def test_interactive_and_network_routes_come_from_the_registry():
 
     assert set(INTERACTIVE_ROUTES) == {"auto", "grabcut", "cam", "otsu"}
     assert set(NETWORK_ROUTES) == {"transfer", "otsu"}
-    assert INTERACTIVE_ROUTES == tuple(n for n, r in ROUTES.items() if r.for_image is not None)
-    assert NETWORK_ROUTES == tuple(n for n, r in ROUTES.items() if r.network)
+    assert tuple(n for n, r in ROUTES.items() if r.for_image is not None) == INTERACTIVE_ROUTES
+    assert tuple(n for n, r in ROUTES.items() if r.network) == NETWORK_ROUTES
 
 
 def test_interactive_refuses_a_dataset_only_route():
@@ -74,7 +74,9 @@ def test_interactive_refuses_a_dataset_only_route():
 
 
 def test_importing_the_registry_does_not_import_torch():
-    code = ("import sys, core.initial.routes; "
-            "assert 'torch' not in sys.modules, 'torch imported'; "
-            "assert 'core.initial.coarse' not in sys.modules, 'a route module imported its models eagerly'")
+    code = (
+        "import sys, core.initial.routes; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "assert 'core.initial.coarse' not in sys.modules, 'a route module imported its models eagerly'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

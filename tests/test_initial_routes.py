@@ -14,8 +14,9 @@ from core.initial import ROUTES, InitConfig, InitialResult, initial_mask_for_ima
 from core.postprocess import CRFParams
 
 # small CNN inputs and few epochs keep the whole file to seconds on 2 CPU cores
-FAST = InitConfig(cam_size=192, cam_flip=False, classifier_epochs=8, num_threads=1, crf=CRFParams(iters=3),
-                  min_train_samples=0)
+FAST = InitConfig(
+    cam_size=192, cam_flip=False, classifier_epochs=8, num_threads=1, crf=CRFParams(iters=3), min_train_samples=0
+)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -80,8 +81,9 @@ def test_centre_coarse_needs_no_network(example):
 
 
 def test_keep_probs_false(example):
-    res = make_initial_masks(example, route="grabcut", config=dataclasses.replace(FAST, coarse="centre",
-                                                                                   keep_probs=False))
+    res = make_initial_masks(
+        example, route="grabcut", config=dataclasses.replace(FAST, coarse="centre", keep_probs=False)
+    )
     assert res.probs is None and len(res.masks) == len(example)
 
 
@@ -131,8 +133,12 @@ def test_voc_and_imagenet_mappings():
 def test_transfer_from_source_dataset(example, tmp_path):
     pytest.importorskip("core.training.trainer")
     src = make_example(tmp_path / "src", n=6, size=64, seed=3, classes=("star",))
-    cfg = dataclasses.replace(FAST, gfn={"pretrained": False, "aspp_channels": 16, "low_channels": 8},
-                              train={"epochs": 1, "batch_size": 3, "crop_size": 48}, predict_flip=False)
+    cfg = dataclasses.replace(
+        FAST,
+        gfn={"pretrained": False, "aspp_channels": 16, "low_channels": 8},
+        train={"epochs": 1, "batch_size": 3, "crop_size": 48},
+        predict_flip=False,
+    )
     res = make_initial_masks(example, route="transfer", source=src, config=cfg)
     check_result(res, example)
     assert res.info["binarised"] is True

@@ -29,20 +29,23 @@ def basic(text: str | bytes) -> str:
 
 
 # -- auth ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("header, ok", [
-    (basic("ls:s3cret"), True),
-    ("basic " + base64.b64encode(b"ls:s3cret").decode(), True),  # the scheme is case-insensitive
-    (basic("ls:s3cret:more"), False),
-    (basic("ls:wrong"), False),
-    (basic("other:s3cret"), False),
-    (basic("ls"), False),
-    ("", False),
-    ("Basic", False),
-    ("Basic ", False),
-    ("Bearer " + base64.b64encode(b"ls:s3cret").decode(), False),
-    ("Basic not-base64!", False),
-    (basic(b"\xff\xfe:\xff"), False),  # not UTF-8
-])
+@pytest.mark.parametrize(
+    "header, ok",
+    [
+        (basic("ls:s3cret"), True),
+        ("basic " + base64.b64encode(b"ls:s3cret").decode(), True),  # the scheme is case-insensitive
+        (basic("ls:s3cret:more"), False),
+        (basic("ls:wrong"), False),
+        (basic("other:s3cret"), False),
+        (basic("ls"), False),
+        ("", False),
+        ("Basic", False),
+        ("Basic ", False),
+        ("Bearer " + base64.b64encode(b"ls:s3cret").decode(), False),
+        ("Basic not-base64!", False),
+        (basic(b"\xff\xfe:\xff"), False),  # not UTF-8
+    ],
+)
 def test_authorised(header, ok):
     assert authorised(header, CREDS) is ok
 
@@ -62,17 +65,20 @@ def test_basic_auth_middleware_alone():
 
 
 # -- error mapping ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("exc, status, message, logged", [
-    (FetchError("refusing http://127.0.0.1/", status=403), 403, "refusing http://127.0.0.1/", True),
-    (FetchError("Label Studio refused the API key", status=502), 502, "Label Studio refused the API key", True),
-    (TaskError("request has no tasks"), 400, "request has no tasks", True),
-    (TaskError("gone", status=404), 404, "gone", True),
-    (ImageTooLarge("over MAX_IMAGE_PIXELS"), 413, "over MAX_IMAGE_PIXELS", False),
-    (ConfigError("no <BrushLabels>"), 400, "no <BrushLabels>", True),
-    (ValueError("invalid project id"), 400, "invalid project id", True),
-    (KeyError("image"), 400, "image", True),  # the bare key, not "'image'"
-    (FileNotFoundError("no such folder"), 400, "no such folder", True),
-])
+@pytest.mark.parametrize(
+    "exc, status, message, logged",
+    [
+        (FetchError("refusing http://127.0.0.1/", status=403), 403, "refusing http://127.0.0.1/", True),
+        (FetchError("Label Studio refused the API key", status=502), 502, "Label Studio refused the API key", True),
+        (TaskError("request has no tasks"), 400, "request has no tasks", True),
+        (TaskError("gone", status=404), 404, "gone", True),
+        (ImageTooLarge("over MAX_IMAGE_PIXELS"), 413, "over MAX_IMAGE_PIXELS", False),
+        (ConfigError("no <BrushLabels>"), 400, "no <BrushLabels>", True),
+        (ValueError("invalid project id"), 400, "invalid project id", True),
+        (KeyError("image"), 400, "image", True),  # the bare key, not "'image'"
+        (FileNotFoundError("no such folder"), 400, "no such folder", True),
+    ],
+)
 def test_answer_for(exc, status, message, logged):
     answer = answer_for(exc)
     assert (answer.status, answer.message, answer.log_prefix is not None) == (status, message, logged)
@@ -86,8 +92,12 @@ def test_answer_for_refuses_other_exceptions():
 def test_error_handlers_alone(caplog):
     app = FastAPI()
     install_error_handlers(app)
-    raised = {"fetch": FetchError("refusing x", status=403), "size": ImageTooLarge("too big"),
-              "key": KeyError("image"), "bug": RuntimeError("a bug")}
+    raised = {
+        "fetch": FetchError("refusing x", status=403),
+        "size": ImageTooLarge("too big"),
+        "key": KeyError("image"),
+        "bug": RuntimeError("a bug"),
+    }
 
     @app.get("/raise/{name}")
     def boom(name: str):

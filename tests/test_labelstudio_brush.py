@@ -55,8 +55,12 @@ def test_results_of_other_controls_are_ignored():
 
 def test_unknown_label_names_the_fix():
     ctl = BrushControl(from_name="tag", to_name="image", labels=("cat",))
-    r = ctl.result({"format": "rle", "rle": region_to_rle(np.ones((4, 4), bool)), "brushlabels": ["bird"]},
-                   width=4, height=4, score=1.0)
+    r = ctl.result(
+        {"format": "rle", "rle": region_to_rle(np.ones((4, 4), bool)), "brushlabels": ["bird"]},
+        width=4,
+        height=4,
+        score=1.0,
+    )
     with pytest.raises(ValueError, match="'bird'.*add <Label"):
         ctl.to_mask([r], CMAP)
 

@@ -1,13 +1,12 @@
 """``gfn-autolabel serve-labelstudio``: options, and settings errors as one clear line."""
 
-import pytest
-
 from core.cli import build_parser, main
 
 
 def test_options_parse():
     args = build_parser(["serve-labelstudio"]).parse_args(
-        ["serve-labelstudio", "--port", "9191", "--workers", "3", "--threads", "4", "--server", "uvicorn"])
+        ["serve-labelstudio", "--port", "9191", "--workers", "3", "--threads", "4", "--server", "uvicorn"]
+    )
     assert (args.port, args.workers, args.threads, args.server) == (9191, 3, 4, "uvicorn")
     assert args.host == "127.0.0.1"
 

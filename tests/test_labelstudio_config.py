@@ -21,21 +21,38 @@ def test_polygon_config():
     assert cfg.classmap.foreground == ("a", "b")
 
 
-@pytest.mark.parametrize("xml, match", [
-    ("", "empty labelling config"),
-    ("<View><Image", "not valid XML"),
-    ('<View><Text name="t" value="$text"/></View>', "no <Image"),
-    ('<View><Image name="image" value="$image"/><Choices name="c" toName="image"><Choice value="x"/></Choices>'
-     '</View>', "no <BrushLabels> or <PolygonLabels>"),
-    ('<View><Image name="image" value="$image"/><BrushLabels name="t" toName="img"><Label value="a"/>'
-     '</BrushLabels></View>', "toName='img'"),
-    ('<View><Image name="image" value="$image"/><BrushLabels name="t" toName="image"></BrushLabels></View>',
-     "has no <Label"),
-    ('<View><Image name="image" value="$image"/><BrushLabels name="t" toName="image"><Label value="background"/>'
-     '</BrushLabels></View>', "background is implicit"),
-    ('<View><Image name="image" value="image"/><BrushLabels name="t" toName="image"><Label value="a"/>'
-     '</BrushLabels></View>', "value=\"\\$image\""),
-])
+@pytest.mark.parametrize(
+    "xml, match",
+    [
+        ("", "empty labelling config"),
+        ("<View><Image", "not valid XML"),
+        ('<View><Text name="t" value="$text"/></View>', "no <Image"),
+        (
+            '<View><Image name="image" value="$image"/><Choices name="c" toName="image"><Choice value="x"/></Choices>'
+            "</View>",
+            "no <BrushLabels> or <PolygonLabels>",
+        ),
+        (
+            '<View><Image name="image" value="$image"/><BrushLabels name="t" toName="img"><Label value="a"/>'
+            "</BrushLabels></View>",
+            "toName='img'",
+        ),
+        (
+            '<View><Image name="image" value="$image"/><BrushLabels name="t" toName="image"></BrushLabels></View>',
+            "has no <Label",
+        ),
+        (
+            '<View><Image name="image" value="$image"/><BrushLabels name="t" toName="image"><Label value="background"/>'
+            "</BrushLabels></View>",
+            "background is implicit",
+        ),
+        (
+            '<View><Image name="image" value="image"/><BrushLabels name="t" toName="image"><Label value="a"/>'
+            "</BrushLabels></View>",
+            'value="\\$image"',
+        ),
+    ],
+)
 def test_bad_configs_explain_the_fix(xml, match):
     with pytest.raises(ConfigError, match=match):
         parse_label_config(xml)

@@ -23,8 +23,16 @@ import pytest
 from core.classmap import ClassMap
 from core.data.example import make_example
 from labelstudio_backend.controls import BrushControl
-from tests.labelstudio_harness import (CLASSES, BackendServer, LabelStudioAPI, LabelStudioServer, brush_config,
-                                       iou, prediction_mask, wait_until)
+from tests.labelstudio_harness import (
+    CLASSES,
+    BackendServer,
+    LabelStudioAPI,
+    LabelStudioServer,
+    brush_config,
+    iou,
+    prediction_mask,
+    wait_until,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +71,18 @@ def test_label_studio_end_to_end(tmp_path):
     ls.start()
     print(f"\nLabel Studio up in {time.perf_counter() - t0:.1f}s")
     api = LabelStudioAPI(ls.url, ls.token)
-    backend = BackendServer(tmp_path, {
-        "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token, "MODEL_DIR": str(tmp_path / "models"),
-        "TRAIN_EPOCHS": "2", "TRAIN_MAX_SIDE": "96", "TORCH_THREADS": "1",
-    }, workers=2)
+    backend = BackendServer(
+        tmp_path,
+        {
+            "LABEL_STUDIO_URL": ls.url,
+            "LABEL_STUDIO_API_KEY": ls.token,
+            "MODEL_DIR": str(tmp_path / "models"),
+            "TRAIN_EPOCHS": "2",
+            "TRAIN_MAX_SIDE": "96",
+            "TORCH_THREADS": "1",
+        },
+        workers=2,
+    )
     try:
         t0 = time.perf_counter()
         backend.start()
@@ -97,20 +113,39 @@ def test_label_studio_end_to_end(tmp_path):
             assert mask.shape == (96, 96)
             ious[s.stem] = iou(mask > 0, s.load_mask() > 0)
         mean_iou = float(np.mean(list(ious.values())))
-        print(f"\ninitial predictions: mean IoU {mean_iou:.3f} (floor {IOU_FLOOR}); per image "
-              + ", ".join(f"{k} {v:.2f}" for k, v in ious.items()))
+        print(
+            f"\ninitial predictions: mean IoU {mean_iou:.3f} (floor {IOU_FLOOR}); per image "
+            + ", ".join(f"{k} {v:.2f}" for k, v in ious.items())
+        )
         assert mean_iou >= IOU_FLOOR, ious
 
         # 2. interactive: a box drawn around the object of a task
         t = tasks[0]
         gt = by_stem[_stem(t)].load_mask() > 0
         ys, xs = np.nonzero(gt)
-        box = {"x": max(xs.min() - 3, 0) / 96 * 100, "y": max(ys.min() - 3, 0) / 96 * 100,
-               "width": (xs.max() - xs.min() + 7) / 96 * 100, "height": (ys.max() - ys.min() + 7) / 96 * 100,
-               "rectanglelabels": [by_stem[_stem(t)].labels[0]]}
-        answer = api.interactive(ml["id"], t["id"], {"result": [
-            {"type": "rectanglelabels", "from_name": "box", "to_name": "image", "original_width": 96,
-             "original_height": 96, "value": box}]})
+        box = {
+            "x": max(xs.min() - 3, 0) / 96 * 100,
+            "y": max(ys.min() - 3, 0) / 96 * 100,
+            "width": (xs.max() - xs.min() + 7) / 96 * 100,
+            "height": (ys.max() - ys.min() + 7) / 96 * 100,
+            "rectanglelabels": [by_stem[_stem(t)].labels[0]],
+        }
+        answer = api.interactive(
+            ml["id"],
+            t["id"],
+            {
+                "result": [
+                    {
+                        "type": "rectanglelabels",
+                        "from_name": "box",
+                        "to_name": "image",
+                        "original_width": 96,
+                        "original_height": 96,
+                        "value": box,
+                    }
+                ]
+            },
+        )
         assert "data" in answer, answer
         boxed = prediction_mask(answer["data"]["result"], CLASSES)
         print(f"interactive box: IoU {iou(boxed > 0, gt):.3f}")
@@ -125,8 +160,12 @@ def test_label_studio_end_to_end(tmp_path):
             api.annotate(t["id"], brush.to_results(gt_mask, CMAP.names, 1.0))
             annotated[str(t["id"])] = gt_mask
         human_dir = tmp_path / "models" / str(project) / "human"
-        wait_until(lambda: all((human_dir / f"{tid}.png").exists() for tid in annotated), 60,
-                   "human masks stored by the webhook", on_fail=backend.log_tail)
+        wait_until(
+            lambda: all((human_dir / f"{tid}.png").exists() for tid in annotated),
+            60,
+            "human masks stored by the webhook",
+            on_fail=backend.log_tail,
+        )
         from core.io.images import read_mask
 
         for tid, gt_mask in annotated.items():
@@ -136,8 +175,13 @@ def test_label_studio_end_to_end(tmp_path):
         t0 = time.perf_counter()
         api.train(ml["id"])
         # Label Studio asks the backend (/setup) for its model version whenever the ML backend is read
-        new_version = wait_until(lambda: (v := api.backend(ml["id"])["model_version"]) != "gfn-initial" and v,
-                                 600, "a trained model version", interval=3, on_fail=backend.log_tail)
+        new_version = wait_until(
+            lambda: (v := api.backend(ml["id"])["model_version"]) != "gfn-initial" and v,
+            600,
+            "a trained model version",
+            interval=3,
+            on_fail=backend.log_tail,
+        )
         print(f"trained model version {new_version} after {time.perf_counter() - t0:.1f}s")
         assert api.versions(ml["id"]) == [new_version]
         out = api.retrieve_predictions(project)

@@ -11,8 +11,12 @@ KEY = "k-0123456789"
 
 def fetcher(handler=None, **kw):
     handler = handler or (lambda req: httpx.Response(200, content=b"img", headers={"content-type": "image/png"}))
-    opts = dict(label_studio_url=LS, api_key=KEY, transport=httpx.MockTransport(handler),
-                resolver=lambda host: ["93.184.216.34"])
+    opts = dict(
+        label_studio_url=LS,
+        api_key=KEY,
+        transport=httpx.MockTransport(handler),
+        resolver=lambda host: ["93.184.216.34"],
+    )
     opts.update(kw)
     return ImageFetcher(**opts)
 
@@ -35,13 +39,16 @@ def test_label_studio_paths_get_the_token():
     assert seen[2].headers["authorization"] == f"Token {KEY}"
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:9000/x.png",
-    "http://169.254.169.254/latest/meta-data/",
-    "http://localhost/x.png",
-    "https://evil.example.com/x.png",
-    "http://ls.internal:9999/data/upload/1/x.png",  # Label Studio's host, other port: not its origin
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9000/x.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost/x.png",
+        "https://evil.example.com/x.png",
+        "http://ls.internal:9999/data/upload/1/x.png",  # Label Studio's host, other port: not its origin
+    ],
+)
 def test_hosts_not_allowed_are_refused(url):
     calls = []
     f = fetcher(lambda req: calls.append(req) or httpx.Response(200, content=b"x"))
@@ -81,8 +88,12 @@ def test_redirect_off_origin_is_rechecked_and_drops_the_token():
 
 def test_other_schemes_and_traversal_are_refused():
     f = fetcher()
-    for value, status in (("s3://bucket/a.png", 400), ("ftp://x/a.png", 400), ("/data/upload/../../api/users", 403),
-                          ("", 400)):
+    for value, status in (
+        ("s3://bucket/a.png", 400),
+        ("ftp://x/a.png", 400),
+        ("/data/upload/../../api/users", 403),
+        ("", 400),
+    ):
         with pytest.raises(FetchError) as err:
             f.fetch(value)
         assert err.value.status == status, value
@@ -131,6 +142,15 @@ def test_missing_label_studio_url_is_explained():
 
 def test_is_public():
     assert is_public("93.184.216.34") and is_public("2606:2800:220:1::1")
-    for a in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.0.1", "169.254.169.254", "::1", "fd00::1",
-              "::ffff:127.0.0.1", "0.0.0.0"):
+    for a in (
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "172.16.0.1",
+        "169.254.169.254",
+        "::1",
+        "fd00::1",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+    ):
         assert not is_public(a), a

@@ -46,7 +46,12 @@ def test_specks_are_dropped():
 
 def test_polygon_needs_three_points():
     ctl = PolygonControl(from_name="poly", to_name="image", labels=("cat",))
-    bad = {"from_name": "poly", "type": "polygonlabels", "original_width": 10, "original_height": 10,
-           "value": {"points": [[1, 1], [2, 2]], "polygonlabels": ["cat"]}}
+    bad = {
+        "from_name": "poly",
+        "type": "polygonlabels",
+        "original_width": 10,
+        "original_height": 10,
+        "value": {"points": [[1, 1], [2, 2]], "polygonlabels": ["cat"]},
+    }
     with pytest.raises(ValueError, match="at least 3 points"):
         ctl.to_mask([bad], CMAP)

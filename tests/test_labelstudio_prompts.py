@@ -18,15 +18,27 @@ def test_no_context_is_an_empty_prompt():
 
 
 def test_rectangle_in_percent_becomes_pixels_and_names_the_class():
-    ctx = {"result": [{"type": "rectanglelabels",
-                       "value": {"x": 10, "y": 20, "width": 50, "height": 25, "rectanglelabels": ["dog"]}}]}
+    ctx = {
+        "result": [
+            {
+                "type": "rectanglelabels",
+                "value": {"x": 10, "y": 20, "width": 50, "height": 25, "rectanglelabels": ["dog"]},
+            }
+        ]
+    }
     p = parse_prompt(ctx, CMAP, width=200, height=100)
     assert p.box == (20, 20, 120, 45) and p.class_name == "dog" and not p.points
 
 
 def test_keypoints_positive_and_negative():
-    ctx = {"result": [kp(50, 50, ["cat"], is_positive=True), kp(10, 10, ["cat"], is_positive=False),
-                      kp(90, 90, ["negative"]), kp(20, 80, ["positive"])]}
+    ctx = {
+        "result": [
+            kp(50, 50, ["cat"], is_positive=True),
+            kp(10, 10, ["cat"], is_positive=False),
+            kp(90, 90, ["negative"]),
+            kp(20, 80, ["positive"]),
+        ]
+    }
     p = parse_prompt(ctx, CMAP, width=100, height=100)
     assert p.points == ((50, 50, True), (10, 10, False), (90, 90, False), (20, 80, True))
     assert p.class_name == "cat" and p.box is None

@@ -25,8 +25,16 @@ from labelstudio_backend.controls import BrushControl
 from labelstudio_backend.engine import Engine, TrainOutcome
 from labelstudio_backend.settings import BackendSettings
 from labelstudio_backend.store import ProjectStore
-from tests.labelstudio_harness import (CLASSES, TOKEN, FakeLabelStudio, brush_config, decode_brush, iou,
-                                       polygon_config, prediction_mask)
+from tests.labelstudio_harness import (
+    CLASSES,
+    TOKEN,
+    FakeLabelStudio,
+    brush_config,
+    decode_brush,
+    iou,
+    polygon_config,
+    prediction_mask,
+)
 
 LS_URL = "http://ls.test:8080"
 CMAP = ClassMap.from_names(CLASSES)
@@ -42,8 +50,14 @@ def example(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def real_engine_settings(tmp_path_factory):
-    return BackendSettings(label_studio_url=LS_URL, api_key=TOKEN, model_dir=tmp_path_factory.mktemp("models"),
-                           train_epochs=1, train_max_side=96, torch_threads=1)
+    return BackendSettings(
+        label_studio_url=LS_URL,
+        api_key=TOKEN,
+        model_dir=tmp_path_factory.mktemp("models"),
+        train_epochs=1,
+        train_max_side=96,
+        torch_threads=1,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +78,26 @@ def tasks_of(ds, ids=None, label=True):
 
 
 def client_for(settings, files, engine=None):
-    return TestClient(create_app(settings, engine=engine, transport=FakeLabelStudio(files).transport(),
-                                 resolver=lambda host: ["93.184.216.34"]))
+    return TestClient(
+        create_app(
+            settings,
+            engine=engine,
+            transport=FakeLabelStudio(files).transport(),
+            resolver=lambda host: ["93.184.216.34"],
+        )
+    )
 
 
 def predict(client, tasks, config=None, context=None, project="1.1700000000"):
-    return client.post("/predict", json={"tasks": tasks, "project": project, "label_config": config or brush_config(),
-                                         "params": {"login": None, "password": None, "context": context}})
+    return client.post(
+        "/predict",
+        json={
+            "tasks": tasks,
+            "project": project,
+            "label_config": config or brush_config(),
+            "params": {"login": None, "password": None, "context": context},
+        },
+    )
 
 
 class StubEngine(Engine):
@@ -84,26 +111,39 @@ class StubEngine(Engine):
         h, w = image.shape[:2]
         mask = np.zeros((h, w), np.uint8)
         mask[: h // 2] = 1  # ellipse
-        mask[h // 2:, : w // 2] = 3  # ring
+        mask[h // 2 :, : w // 2] = 3  # ring
         if labels:
             mask[~np.isin(mask, [CMAP.index(n) for n in labels])] = 0
         return mask, 0.5, CMAP
 
     def label_many(self, checkpoint, images, labels):
-        return [(np.zeros((96, 96), np.uint8), 0.1) for _ in images]
+        out = []
+        for names in labels:  # a plausible object in the middle: the collapse guard lets the version through
+            mask = np.zeros((96, 96), np.uint8)
+            mask[24:72, 24:72] = CMAP.index(names[0]) if names else 1
+            out.append((mask, 0.1))
+        return out
 
     def train(self, pairs, classmap, *, out_path, warm_start, n_human, round_index, progress=None):
         self.trained.append((len(pairs), n_human, round_index))
         Path(out_path).write_bytes(b"stub")
-        return TrainOutcome(checkpoint=Path(out_path), seconds=0.0, n_human=n_human, n_pseudo=len(pairs) - n_human,
-                            epochs=1, final_loss=0.1)
+        return TrainOutcome(
+            checkpoint=Path(out_path),
+            seconds=0.0,
+            n_human=n_human,
+            n_pseudo=len(pairs) - n_human,
+            epochs=1,
+            final_loss=0.1,
+        )
 
 
 def annotation_event(task, mask, action="ANNOTATION_CREATED", annotation_id=11, config=None):
-    return {"action": action,
-            "project": {"id": 1, "label_config": config or brush_config()},
-            "task": task,
-            "annotation": {"id": annotation_id, "task": task["id"], "result": BRUSH.to_results(mask, CMAP.names, 1.0)}}
+    return {
+        "action": action,
+        "project": {"id": 1, "label_config": config or brush_config()},
+        "task": task,
+        "annotation": {"id": annotation_id, "task": task["id"], "result": BRUSH.to_results(mask, CMAP.names, 1.0)},
+    }
 
 
 # -- health and setup --------------------------------------------------------------------------------
@@ -116,16 +156,27 @@ def test_health(tmp_path, example):
 
 def test_setup_good_config(tmp_path, example):
     with client_for(BackendSettings(model_dir=tmp_path), example[1]) as c:
-        r = c.post("/setup", json={"project": "7.1700000000", "schema": brush_config(), "hostname": LS_URL,
-                                   "access_token": "x", "extra_params": None})
+        r = c.post(
+            "/setup",
+            json={
+                "project": "7.1700000000",
+                "schema": brush_config(),
+                "hostname": LS_URL,
+                "access_token": "x",
+                "extra_params": None,
+            },
+        )
     assert r.status_code == 200 and r.json() == {"model_version": "gfn-initial"}
     assert ClassMap.load(tmp_path / "7" / "classes.json").names == ("background", *CLASSES)
 
 
-@pytest.mark.parametrize("schema, match", [
-    ('<View><Image name="image" value="$image"/></View>', "no <BrushLabels> or <PolygonLabels>"),
-    ("<View>", "not valid XML"),
-])
+@pytest.mark.parametrize(
+    "schema, match",
+    [
+        ('<View><Image name="image" value="$image"/></View>', "no <BrushLabels> or <PolygonLabels>"),
+        ("<View>", "not valid XML"),
+    ],
+)
 def test_setup_bad_config(tmp_path, example, schema, match):
     with client_for(BackendSettings(model_dir=tmp_path), example[1]) as c:
         r = c.post("/setup", json={"project": "7.1", "schema": schema})
@@ -141,7 +192,7 @@ def test_setup_refuses_a_model_whose_classes_the_config_lacks(tmp_path, example)
         r = c.post("/setup", json={"project": "7.1", "schema": brush_config(["ellipse", "star"])})
     assert r.status_code == 400
     err = r.json()["error"]
-    assert "['ring']" in err and "config labels: ['ellipse', 'star']" in err and "<Label value=\"ring\"/>" in err
+    assert "['ring']" in err and "config labels: ['ellipse', 'star']" in err and '<Label value="ring"/>' in err
 
 
 # -- predictions ------------------------------------------------------------------------------------
@@ -187,13 +238,31 @@ def test_interactive_box_and_clicks(real_engine_settings, real_engine, example):
     gt = s.load_mask() > 0
     ys, xs = np.nonzero(gt)
     x0, y0, x1, y1 = xs.min() - 3, ys.min() - 3, xs.max() + 4, ys.max() + 4
-    context = {"result": [
-        {"type": "rectanglelabels", "from_name": "box", "to_name": "image", "original_width": 96,
-         "original_height": 96, "value": {"x": x0 / 96 * 100, "y": y0 / 96 * 100, "width": (x1 - x0) / 96 * 100,
-                                          "height": (y1 - y0) / 96 * 100, "rectanglelabels": ["ellipse"]}},
-        {"type": "keypointlabels", "from_name": "kp", "to_name": "image", "is_positive": False,
-         "value": {"x": 1.0, "y": 1.0, "keypointlabels": ["negative"]}},
-    ]}
+    context = {
+        "result": [
+            {
+                "type": "rectanglelabels",
+                "from_name": "box",
+                "to_name": "image",
+                "original_width": 96,
+                "original_height": 96,
+                "value": {
+                    "x": x0 / 96 * 100,
+                    "y": y0 / 96 * 100,
+                    "width": (x1 - x0) / 96 * 100,
+                    "height": (y1 - y0) / 96 * 100,
+                    "rectanglelabels": ["ellipse"],
+                },
+            },
+            {
+                "type": "keypointlabels",
+                "from_name": "kp",
+                "to_name": "image",
+                "is_positive": False,
+                "value": {"x": 1.0, "y": 1.0, "keypointlabels": ["negative"]},
+            },
+        ]
+    }
     task = [{"id": 1, "data": {"image": f"/data/upload/1/{s.stem}.png"}}]  # no image-level label: box names it
     with client_for(real_engine_settings, files, real_engine) as c:
         r = predict(c, task, config=brush_config(prompts=True), context=context, project="3.1")
@@ -201,11 +270,12 @@ def test_interactive_box_and_clicks(real_engine_settings, real_engine, example):
     got = prediction_mask(r.json()["results"][0]["result"], CLASSES, (96, 96))
     from labelstudio_backend.prompts import Prompt
 
-    expected, _ = real_engine.initial(s.load_image(), 1, CMAP.num_classes,
-                                      prompt=Prompt(box=(x0, y0, x1, y1), points=((0, 0, False),)))
+    expected, _ = real_engine.initial(
+        s.load_image(), 1, CMAP.num_classes, prompt=Prompt(box=(x0, y0, x1, y1), points=((0, 0, False),))
+    )
     assert np.array_equal(got, expected)
     assert got.max() == 1 and iou(got > 0, gt) > 0.6
-    assert (got[: y0, :] == 0).all()  # nothing outside the box
+    assert (got[:y0, :] == 0).all()  # nothing outside the box
 
 
 def test_task_label_keeps_only_that_class_with_a_trained_model(tmp_path, example):
@@ -216,8 +286,9 @@ def test_task_label_keeps_only_that_class_with_a_trained_model(tmp_path, example
     ckpt.write_bytes(b"stub")
     store.set_current("gfn-001-x", ckpt, ("background", *CLASSES))
     with client_for(settings, files, StubEngine(settings)) as c:
-        with_label = predict(c, [{"id": 1, "data": {"image": f"/data/upload/1/{ds[0].stem}.png",
-                                                    "label": "ring"}}]).json()["results"][0]
+        with_label = predict(
+            c, [{"id": 1, "data": {"image": f"/data/upload/1/{ds[0].stem}.png", "label": "ring"}}]
+        ).json()["results"][0]
         without = predict(c, [{"id": 2, "data": {"image": f"/data/upload/1/{ds[0].stem}.png"}}]).json()["results"][0]
     assert with_label["model_version"] == "gfn-001-x"
     assert [x["value"]["brushlabels"] for x in with_label["result"]] == [["ring"]]
@@ -237,8 +308,10 @@ def test_unknown_task_label_and_missing_image_key_are_explained(tmp_path, exampl
 def test_one_bad_task_does_not_fail_the_batch(tmp_path, example):
     ds, files = example
     settings = BackendSettings(label_studio_url=LS_URL, api_key=TOKEN, model_dir=tmp_path)
-    tasks = [{"id": 1, "data": {"image": "http://127.0.0.1:22/x.png"}},
-             {"id": 2, "data": {"image": f"/data/upload/1/{ds[0].stem}.png"}}]
+    tasks = [
+        {"id": 1, "data": {"image": "http://127.0.0.1:22/x.png"}},
+        {"id": 2, "data": {"image": f"/data/upload/1/{ds[0].stem}.png"}},
+    ]
     store = ProjectStore(tmp_path, "1")
     ckpt = store.new_model_path("gfn-001-x")
     ckpt.write_bytes(b"stub")
@@ -252,8 +325,10 @@ def test_one_bad_task_does_not_fail_the_batch(tmp_path, example):
 
 
 # -- security ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("url", ["http://127.0.0.1:22/x.png", "http://169.254.169.254/latest/meta-data/",
-                                 "file:///etc/passwd", "/etc/passwd"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:22/x.png", "http://169.254.169.254/latest/meta-data/", "file:///etc/passwd", "/etc/passwd"],
+)
 def test_ssrf_and_local_files_refused(tmp_path, example, url):
     settings = BackendSettings(label_studio_url=LS_URL, api_key=TOKEN, model_dir=tmp_path)
     with client_for(settings, example[1], StubEngine(settings)) as c:
@@ -332,8 +407,9 @@ def test_fit_stores_the_human_mask_and_predictions_never_overwrite_it(tmp_path, 
         assert np.array_equal(store.load_human("2", CMAP), gt)
         assert store.load_pseudo("2", CMAP) is not None
         # deleting the annotation removes the human mask
-        r = c.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "project": {"id": 1},
-                                     "annotations": [{"id": 11}]})
+        r = c.post(
+            "/webhook", json={"action": "ANNOTATIONS_DELETED", "project": {"id": 1}, "annotations": [{"id": 11}]}
+        )
         c.app.state.wait_idle()
         assert store.human_ids() == []
         r = c.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 1}})
@@ -348,8 +424,12 @@ def test_polygon_annotation_is_rasterised(tmp_path, example):
     poly = PolygonControl(from_name="poly", to_name="image", labels=CLASSES)
     gt = ds[0].load_mask()
     task = tasks_of(ds, ids={0})[0]
-    event = {"action": "ANNOTATION_UPDATED", "project": {"id": 1, "label_config": polygon_config()}, "task": task,
-             "annotation": {"id": 5, "task": 1, "result": poly.to_results(gt, CMAP.names, 1.0)}}
+    event = {
+        "action": "ANNOTATION_UPDATED",
+        "project": {"id": 1, "label_config": polygon_config()},
+        "task": task,
+        "annotation": {"id": 5, "task": 1, "result": poly.to_results(gt, CMAP.names, 1.0)},
+    }
     with client_for(settings, files, StubEngine(settings)) as c:
         assert c.post("/webhook", json=event).status_code == 201
         c.app.state.wait_idle()
@@ -386,6 +466,38 @@ def test_train_every_n_annotations_then_new_version_is_served(tmp_path, example)
         status = c.post("/job_status", json={"job": jobs[0].stem}).json()
         assert status["job_status"] == "finished"
         assert c.post("/job_status", json={"job": "1-unknown"}).status_code == 410
+
+
+class CollapsingEngine(StubEngine):
+    """A stand-in whose trained model labels every image empty (a collapsed round)."""
+
+    def label_many(self, checkpoint, images, labels):
+        return [(np.zeros((96, 96), np.uint8), 0.9) for _ in images]
+
+
+def test_a_collapsed_version_is_not_published_and_the_job_says_why(tmp_path, example):
+    ds, files = example
+    settings = BackendSettings(label_studio_url=LS_URL, api_key=TOKEN, model_dir=tmp_path, train_every=1)
+    engine = CollapsingEngine(settings)
+    with client_for(settings, files, engine) as c:
+        predict(c, tasks_of(ds))  # pseudo-labels for all six tasks from the initial route
+        store = ProjectStore(tmp_path, "1")
+        before = {t: store.load_pseudo(t, CMAP)[0].copy() for t in store.pseudo_ids()}
+        assert all((m > 0).any() for m in before.values())
+        c.post("/webhook", json=annotation_event(tasks_of(ds, ids={0})[0], ds[0].load_mask(), annotation_id=1))
+        c.app.state.wait_idle()
+        assert engine.trained == [(6, 1, 1)]
+        job = sorted((tmp_path / "1" / "jobs").glob("*.json"))[0].stem
+        status = c.post("/job_status", json={"job": job}).json()
+        assert status["job_status"] == "collapsed", status
+        assert "collapsed and was not published" in status["error"]
+        assert status["rejected_version"].startswith("gfn-001-")
+        assert any("are empty" in r for r in status["reasons"]) and status["guard"]["emptied"] == 1.0
+        served = c.post("/setup", json={"project": "1.1", "schema": brush_config()}).json()["model_version"]
+        assert served == "gfn-initial"
+        assert store.versions() == [] and not (tmp_path / "1" / "models" / status["rejected_version"]).exists()
+        after = {t: store.load_pseudo(t, CMAP)[0] for t in before if t != "1"}
+        assert all(np.array_equal(after[t], before[t]) for t in after), "the pseudo-labels were not replaced"
 
 
 def test_real_training_round(real_engine_settings, real_engine, example):

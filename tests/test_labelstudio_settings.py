@@ -8,12 +8,22 @@ from labelstudio_backend.settings import BackendSettings
 
 
 def test_from_env_parses_every_kind():
-    s = BackendSettings.from_env({
-        "LABEL_STUDIO_URL": "http://ls:8080/", "LABEL_STUDIO_API_KEY": "secret-1", "MODEL_DIR": "/tmp/m",
-        "ALLOWED_HOSTS": "img.example.com, *.cdn.example.com", "LOCAL_ROOTS": "/data/a:/data/b",
-        "MAX_IMAGE_BYTES": "1000", "TRAIN_EVERY": "5", "PRETRAINED": "false", "PSEUDO_MIN_SCORE": "0.4",
-        "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "secret-2", "LABEL_KEYS": "category",
-    })
+    s = BackendSettings.from_env(
+        {
+            "LABEL_STUDIO_URL": "http://ls:8080/",
+            "LABEL_STUDIO_API_KEY": "secret-1",
+            "MODEL_DIR": "/tmp/m",
+            "ALLOWED_HOSTS": "img.example.com, *.cdn.example.com",
+            "LOCAL_ROOTS": "/data/a:/data/b",
+            "MAX_IMAGE_BYTES": "1000",
+            "TRAIN_EVERY": "5",
+            "PRETRAINED": "false",
+            "PSEUDO_MIN_SCORE": "0.4",
+            "BASIC_AUTH_USER": "u",
+            "BASIC_AUTH_PASS": "secret-2",
+            "LABEL_KEYS": "category",
+        }
+    )
     assert s.label_studio_url == "http://ls:8080" and s.model_dir == Path("/tmp/m")
     assert s.allowed_hosts == ("img.example.com", "*.cdn.example.com")
     assert s.local_roots == (Path("/data/a"), Path("/data/b"))
@@ -22,13 +32,16 @@ def test_from_env_parses_every_kind():
     assert "secret-1" not in repr(s) and "secret-2" not in repr(s)
 
 
-@pytest.mark.parametrize("env, match", [
-    ({"LABEL_STUDIO_URL": "ls:8080"}, "http"),
-    ({"MAX_IMAGE_BYTES": "lots"}, "MAX_IMAGE_BYTES='lots'"),
-    ({"BASIC_AUTH_USER": "u"}, "both BASIC_AUTH_USER and BASIC_AUTH_PASS"),
-    ({"PRETRAINED": "maybe"}, "true/false"),
-    ({"TRAIN_EVERY": "-1"}, "TRAIN_EVERY"),
-])
+@pytest.mark.parametrize(
+    "env, match",
+    [
+        ({"LABEL_STUDIO_URL": "ls:8080"}, "http"),
+        ({"MAX_IMAGE_BYTES": "lots"}, "MAX_IMAGE_BYTES='lots'"),
+        ({"BASIC_AUTH_USER": "u"}, "both BASIC_AUTH_USER and BASIC_AUTH_PASS"),
+        ({"PRETRAINED": "maybe"}, "true/false"),
+        ({"TRAIN_EVERY": "-1"}, "TRAIN_EVERY"),
+    ],
+)
 def test_bad_values_are_named(env, match):
     with pytest.raises(ValueError, match=match):
         BackendSettings.from_env(env)

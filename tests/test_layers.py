@@ -35,8 +35,12 @@ def _imports(source: str, package: str) -> list[str]:
 
 
 def test_core_never_names_the_adapters():
-    named = [f"{p.relative_to(ROOT)}: {a}" for p in sorted((ROOT / "core").rglob("*.py"))
-             for a in ADAPTERS if a in p.read_text(encoding="utf-8")]
+    named = [
+        f"{p.relative_to(ROOT)}: {a}"
+        for p in sorted((ROOT / "core").rglob("*.py"))
+        for a in ADAPTERS
+        if a in p.read_text(encoding="utf-8")
+    ]
     assert named == []
 
 
@@ -44,8 +48,11 @@ def test_data_never_imports_formats():
     upward = []
     for path in sorted((ROOT / "core" / "data").rglob("*.py")):
         package = ".".join(path.relative_to(ROOT).parts[:-1])
-        upward += [f"{path.relative_to(ROOT)}: {m}" for m in _imports(path.read_text(encoding="utf-8"), package)
-                   if m == "core.formats" or m.startswith("core.formats.")]
+        upward += [
+            f"{path.relative_to(ROOT)}: {m}"
+            for m in _imports(path.read_text(encoding="utf-8"), package)
+            if m == "core.formats" or m.startswith("core.formats.")
+        ]
     assert upward == []
 
 
@@ -75,8 +82,11 @@ def test_a_missing_adapter_shows_unavailable(monkeypatch):
 
 
 def test_a_command_name_taken_twice_is_skipped_with_a_warning(monkeypatch, caplog):
-    fake = [EntryPoint("run", "somewhere.else", PLUGIN_GROUP), EntryPoint("extra", "a.cli", PLUGIN_GROUP),
-            EntryPoint("extra", "b.cli", PLUGIN_GROUP)]
+    fake = [
+        EntryPoint("run", "somewhere.else", PLUGIN_GROUP),
+        EntryPoint("extra", "a.cli", PLUGIN_GROUP),
+        EntryPoint("extra", "b.cli", PLUGIN_GROUP),
+    ]
     monkeypatch.setattr(core.cli, "entry_points", lambda group: [ep for ep in fake if ep.group == group])
     with caplog.at_level(logging.WARNING, logger="gfn_autolabel"):
         found = plugin_commands()
@@ -87,8 +97,10 @@ def test_a_command_name_taken_twice_is_skipped_with_a_warning(monkeypatch, caplo
 
 
 def test_only_the_wanted_command_module_is_imported():
-    code = ("import sys; from core.cli import build_parser; build_parser(['example']); "
-            "print(sorted(m for m in sys.modules if m.startswith(('gfn_fiftyone', 'labelstudio_backend', "
-            "'core.cli.run_cmd'))))")
+    code = (
+        "import sys; from core.cli import build_parser; build_parser(['example']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('gfn_fiftyone', 'labelstudio_backend', "
+        "'core.cli.run_cmd'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

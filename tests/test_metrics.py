@@ -12,12 +12,8 @@ import pytest
 from core.metrics import ConfusionMatrix, boundary_fscore, boundary_map, evaluate_masks, image_iou
 
 # 3 classes; (2, 1) is ignored in the ground truth; pred (2, 2) = 255 is "no answer".
-GT = np.array([[0, 0, 1],
-               [1, 1, 2],
-               [2, 255, 0]], np.uint8)
-PRED = np.array([[0, 1, 1],
-                 [1, 0, 2],
-                 [2, 2, 255]], np.uint8)
+GT = np.array([[0, 0, 1], [1, 1, 2], [2, 255, 0]], np.uint8)
+PRED = np.array([[0, 1, 1], [1, 0, 2], [2, 2, 255]], np.uint8)
 # counted pairs (gt, pred): (0,0) (0,1) (1,1) (1,1) (1,0) (2,2) (2,2) (0,255)
 # class 0: tp 1, gt 3, pred 2 -> 1/4;  class 1: tp 2, gt 3, pred 3 -> 2/4;  class 2: tp 2, gt 2, pred 2 -> 1
 
@@ -85,9 +81,9 @@ def test_boundary_map():
 
 
 def test_boundary_fscore_by_hand():
-    gt = np.array([[0, 0, 1, 1]], np.uint8)      # boundary pixels 1, 2
-    pred = np.array([[0, 1, 1, 1]], np.uint8)    # boundary pixels 0, 1
-    assert boundary_fscore(pred, gt, tolerance=0) == pytest.approx(0.5)   # P = 1/2, R = 1/2
+    gt = np.array([[0, 0, 1, 1]], np.uint8)  # boundary pixels 1, 2
+    pred = np.array([[0, 1, 1, 1]], np.uint8)  # boundary pixels 0, 1
+    assert boundary_fscore(pred, gt, tolerance=0) == pytest.approx(0.5)  # P = 1/2, R = 1/2
     assert boundary_fscore(pred, gt, tolerance=1) == pytest.approx(1.0)
     assert boundary_fscore(gt, gt, tolerance=0) == 1.0
     flat = np.zeros((1, 4), np.uint8)
@@ -98,8 +94,8 @@ def test_boundary_fscore_by_hand():
 
 
 def test_boundary_fscore_ignores_the_ignore_band():
-    gt = np.array([[0, 0, 255, 1, 1]], np.uint8)    # boundary 1, 2, 3; 2 is ignored -> {1, 3}
-    pred = np.array([[0, 0, 0, 1, 1]], np.uint8)    # boundary 2, 3; valid -> {3}
+    gt = np.array([[0, 0, 255, 1, 1]], np.uint8)  # boundary 1, 2, 3; 2 is ignored -> {1, 3}
+    pred = np.array([[0, 0, 0, 1, 1]], np.uint8)  # boundary 2, 3; valid -> {3}
     # precision 1/1; recall |{1, 3} & {2, 3}| / 2 = 1/2 -> F = 2/3
     assert boundary_fscore(pred, gt, tolerance=0) == pytest.approx(2 / 3)
 

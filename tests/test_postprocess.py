@@ -50,7 +50,7 @@ def test_shapes_and_improvement(noisy, method):
 
 
 def test_large_image_processed_at_max_side(noisy):
-    image, gt, probs = noisy[0]
+    image, _gt, probs = noisy[0]
     big = np.repeat(np.repeat(image, 3, 0), 3, 1)
     bp = np.repeat(np.repeat(probs, 3, 1), 3, 2)
     mask, p = refine_mask(big, bp, "crf", config=PostprocessConfig(max_side=100))

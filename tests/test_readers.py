@@ -11,9 +11,15 @@ from PIL import Image
 
 from core.classmap import ClassMap
 from core.data.checks import MaskMismatchError
+from core.data.dataset import Sample
 from core.data.example import make_example
 from core.data.readers import (
-    detect_layout, load_dataset, read_class_folders, read_coco_dataset, read_csv_dataset, read_image_folder,
+    detect_layout,
+    load_dataset,
+    read_class_folders,
+    read_coco_dataset,
+    read_csv_dataset,
+    read_image_folder,
     read_voc_dataset,
 )
 from core.formats import export_masks
@@ -31,6 +37,7 @@ def _masks(ds):
 
 
 # --- CSV -----------------------------------------------------------------------------------------
+
 
 def test_csv_layout_detected_with_masks_and_classes(example):
     root, ds = example
@@ -113,6 +120,7 @@ def test_masks_for_some_images_only(example):
 
 # --- folders -------------------------------------------------------------------------------------
 
+
 def test_class_folders_with_clashing_names(tmp_path):
     img = np.full((6, 6, 3), 90, np.uint8)
     for cls in ("cat", "dog"):
@@ -138,7 +146,7 @@ def test_class_folders_unknown_class_against_classes_json(tmp_path):
 
 
 def test_image_folder_with_one_label(example):
-    root, ds = example
+    root, _ds = example
     (root / "labels.csv").unlink()
     (root / "classes.json").unlink()
     assert detect_layout(root) == ("image_folder", root / "images")
@@ -149,8 +157,11 @@ def test_image_folder_with_one_label(example):
 
 def test_image_folder_labels_mapping(example):
     root, _ = example
-    got = read_image_folder(root / "images", labels={"ring_0002": "ring", "star_0001.png": ["star"]},
-                            classmap=ClassMap.from_names(["ring", "star"]))
+    got = read_image_folder(
+        root / "images",
+        labels={"ring_0002": "ring", "star_0001.png": ["star"]},
+        classmap=ClassMap.from_names(["ring", "star"]),
+    )
     by = got.by_stem()
     assert by["ring_0002"].labels == ("ring",) and by["star_0001"].labels == ("star",)
     assert by["ellipse_0000"].labels == ()
@@ -169,6 +180,7 @@ def test_unknown_layout_and_missing_path(tmp_path):
 
 # --- COCO ----------------------------------------------------------------------------------------
 
+
 def test_coco_dataset_round_trip(example):
     root, ds = example
     out = export_masks(_masks(ds), ds, root / "annotations.json", to="coco")
@@ -182,9 +194,11 @@ def test_coco_dataset_round_trip(example):
 
 
 def _coco_doc(file_name="a.png", **extra):
-    doc = {"images": [{"id": 7, "file_name": file_name, "width": 6, "height": 4}],
-           "categories": [{"id": 3, "name": "dog"}, {"id": 9, "name": "cat"}],
-           "annotations": [{"id": 1, "image_id": 7, "category_id": 9}]}
+    doc = {
+        "images": [{"id": 7, "file_name": file_name, "width": 6, "height": 4}],
+        "categories": [{"id": 3, "name": "dog"}, {"id": 9, "name": "cat"}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 9}],
+    }
     doc.update(extra)
     return doc
 
@@ -210,16 +224,32 @@ def test_coco_polygon_and_rle_segmentations(tmp_path):
     assert (m[:2, :2] == 2).all() and (m[:, 5] == 1).all() and m[3, 0] == 0
 
 
-@pytest.mark.parametrize("text, match", [
-    ("{not json", "not valid JSON"),
-    ('{"images": []}', "not a COCO file"),
-    (json.dumps(_coco_doc(annotations=[{"id": 5, "image_id": 7, "category_id": 4}])), "annotation 5.*category_id 4"),
-    (json.dumps(_coco_doc(annotations=[{"id": 6, "image_id": 99, "category_id": 3}])), "annotation 6.*image_id 99"),
-    (json.dumps(_coco_doc(annotations=[{"id": 8, "image_id": 7, "category_id": 3,
-                                        "segmentation": {"size": [5, 5], "counts": "0"}}])), "annotation 8.*RLE size"),
-    (json.dumps(_coco_doc(annotations=[{"id": 9, "image_id": 7, "category_id": 3, "segmentation": [[1, 2]]}])),
-     "annotation 9.*polygon"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"images": []}', "not a COCO file"),
+        (
+            json.dumps(_coco_doc(annotations=[{"id": 5, "image_id": 7, "category_id": 4}])),
+            "annotation 5.*category_id 4",
+        ),
+        (json.dumps(_coco_doc(annotations=[{"id": 6, "image_id": 99, "category_id": 3}])), "annotation 6.*image_id 99"),
+        (
+            json.dumps(
+                _coco_doc(
+                    annotations=[
+                        {"id": 8, "image_id": 7, "category_id": 3, "segmentation": {"size": [5, 5], "counts": "0"}}
+                    ]
+                )
+            ),
+            "annotation 8.*RLE size",
+        ),
+        (
+            json.dumps(_coco_doc(annotations=[{"id": 9, "image_id": 7, "category_id": 3, "segmentation": [[1, 2]]}])),
+            "annotation 9.*polygon",
+        ),
+    ],
+)
 def test_coco_malformed_files_are_named(tmp_path, text, match):
     write_image(tmp_path / "a.png", np.zeros((4, 6, 3), np.uint8))
     (tmp_path / "bad.json").write_text(text)
@@ -243,6 +273,7 @@ def test_coco_missing_image_and_wrong_size(tmp_path):
 
 
 # --- VOC -----------------------------------------------------------------------------------------
+
 
 def test_voc_dataset_round_trip_with_ignore(example):
     root, ds = example
@@ -298,3 +329,12 @@ def test_coco_with_given_class_map_reindexes(example):
     np.testing.assert_array_equal(m, np.where(ref == 3, 1, 0))
     with pytest.raises(ValueError, match="annotations.json.*'star'"):
         read_coco_dataset(out, root / "images", classes=ClassMap.from_names(["ring", "ellipse"]))
+
+
+def test_require_mask_returns_the_mask_or_names_the_sample(example):
+    _, ds = example
+    s = ds[0]
+    np.testing.assert_array_equal(s.require_mask(), s.load_mask())
+    bare = Sample(stem="bare", image_path=s.image_path)
+    with pytest.raises(ValueError, match="sample 'bare' has no ground-truth mask"):
+        bare.require_mask()

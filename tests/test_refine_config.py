@@ -13,9 +13,8 @@ from core.config import parse_key_values
 from core.initial.config import InitConfig
 from core.network.config import GFNConfig
 from core.postprocess import CRFParams, PostprocessConfig
-from core.refine.config import (InitSection, NetworkSection, PostSection, RunConfig, TrainSection,
-                                working_sizes)
-from core.training.config import TrainConfig
+from core.refine.config import InitSection, NetworkSection, PostSection, RunConfig, TrainSection, working_sizes
+from core.training.config import LEGACY_RECIPE, TrainConfig
 
 DATA = Path(__file__).parent / "data"
 
@@ -25,20 +24,23 @@ def _flat(name: str) -> dict:
     return json.loads((DATA / f"config_flat_{name}.json").read_text())
 
 
-@pytest.mark.parametrize("changes, match", [
-    ({"train_options": {"epoch": 3}}, r"\['train.epoch'\]; known train settings: \['epochs'"),
-    ({"train": {"epoch": 3}}, r"\['train.epoch'\]"),
-    ({"train.epoch": 3}, r"\['train.epoch'\]"),
-    ({"epoch": 3}, r"unknown RunConfig setting\(s\) \['epoch'\].*did you mean 'epochs'"),
-    ({"init.rout": "grabcut"}, r"\['init.rout'\]; known init settings"),
-    ({"init_options": {"coarce": "centre"}}, r"init.options: unknown InitConfig field\(s\) \['coarce'\]"),
-    ({"init.options.train": {"epoch": 4}}, r"init.options.train: unknown TrainConfig field\(s\) \['epoch'\]"),
-    ({"network_options": {"gf_radus": 4}}, r"\['network.gf_radus'\]; known network settings"),
-    ({"post.fues": 0.1}, r"\['post.fues'\]; known post settings"),
-    ({"post.params.crf.iter": 3}, r"post.params: unknown CRFParams field\(s\) \['iter'\]"),
-    ({"filters.area": 0.1}, r"\['filters.area'\]; known filters settings"),
-    ({"stop.patients": 2}, r"\['stop.patients'\]; known stop settings"),
-])
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"train_options": {"epoch": 3}}, r"\['train.epoch'\]; known train settings: \['epochs'"),
+        ({"train": {"epoch": 3}}, r"\['train.epoch'\]"),
+        ({"train.epoch": 3}, r"\['train.epoch'\]"),
+        ({"epoch": 3}, r"unknown RunConfig setting\(s\) \['epoch'\].*did you mean 'epochs'"),
+        ({"init.rout": "grabcut"}, r"\['init.rout'\]; known init settings"),
+        ({"init_options": {"coarce": "centre"}}, r"init.options: unknown InitConfig field\(s\) \['coarce'\]"),
+        ({"init.options.train": {"epoch": 4}}, r"init.options.train: unknown TrainConfig field\(s\) \['epoch'\]"),
+        ({"network_options": {"gf_radus": 4}}, r"\['network.gf_radus'\]; known network settings"),
+        ({"post.fues": 0.1}, r"\['post.fues'\]; known post settings"),
+        ({"post.params.crf.iter": 3}, r"post.params: unknown CRFParams field\(s\) \['iter'\]"),
+        ({"filters.area": 0.1}, r"\['filters.area'\]; known filters settings"),
+        ({"stop.patients": 2}, r"\['stop.patients'\]; known stop settings"),
+    ],
+)
 def test_a_typo_in_any_section_is_refused_at_construction(changes, match):
     with pytest.raises(ValueError, match=match):
         RunConfig.from_dict(changes)
@@ -46,22 +48,25 @@ def test_a_typo_in_any_section_is_refused_at_construction(changes, match):
         RunConfig().replace(changes)
 
 
-@pytest.mark.parametrize("changes, match", [
-    ({"train.epochs": 0}, r"train.epochs must be an integer >= 1, got 0"),
-    ({"train.scale_range": [1.2, 0.8]}, r"train: TrainConfig.scale_range"),
-    ({"init": "magic"}, r"init.route 'magic' is unknown"),
-    ({"init.options.box_mode": "square"}, r"init.options: InitConfig.box_mode"),
-    ({"init.options.seed": 3}, r"init.options.seed is the run's: set seed"),
-    ({"network.gf_radius": 0}, r"network: gf_radius must be an int >= 1"),
-    ({"network.warm_start": "yes"}, r"network.warm_start must be true or false"),
-    ({"post.fuse": 1.5}, r"post.fuse must lie in \[0, 1\)"),
-    ({"post.chain": "crf+blur"}, r"post.chain: postprocess 'crf\+blur' is unknown"),
-    ({"post.params.mix": 2}, r"post.params: PostprocessConfig.mix must lie in \[0, 1\]"),
-    ({"stop.patience": 0}, r"stop.patience must be an integer >= 1"),
-    ({"max_side": 8}, r"max_side must be None or an integer >= 16"),
-    ({"train_options": {"max_side": 512}}, r"train_options\['max_side'\] is no longer an option: .*set max_side"),
-    ({"network_options": {"num_classes": 3}}, r"comes from the dataset"),
-])
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"train.epochs": 0}, r"train.epochs must be an integer >= 1, got 0"),
+        ({"train.scale_range": [1.2, 0.8]}, r"train: TrainConfig.scale_range"),
+        ({"init": "magic"}, r"init.route 'magic' is unknown"),
+        ({"init.options.box_mode": "square"}, r"init.options: InitConfig.box_mode"),
+        ({"init.options.seed": 3}, r"init.options.seed is the run's: set seed"),
+        ({"network.gf_radius": 0}, r"network: gf_radius must be an int >= 1"),
+        ({"network.warm_start": "yes"}, r"network.warm_start must be true or false"),
+        ({"post.fuse": 1.5}, r"post.fuse must lie in \[0, 1\)"),
+        ({"post.chain": "crf+blur"}, r"post.chain: postprocess 'crf\+blur' is unknown"),
+        ({"post.params.mix": 2}, r"post.params: PostprocessConfig.mix must lie in \[0, 1\]"),
+        ({"stop.patience": 0}, r"stop.patience must be an integer >= 1"),
+        ({"max_side": 8}, r"max_side must be None or an integer >= 16"),
+        ({"train_options": {"max_side": 512}}, r"train_options\['max_side'\] is no longer an option: .*set max_side"),
+        ({"network_options": {"num_classes": 3}}, r"comes from the dataset"),
+    ],
+)
 def test_bad_values_are_refused_at_construction_naming_the_setting(changes, match):
     with pytest.raises(ValueError, match=match):
         RunConfig.from_dict(changes)
@@ -78,9 +83,12 @@ def test_old_flat_config_json_loads_to_an_equal_config():
     assert RunConfig.from_dict(_flat("default")) == RunConfig()
     old = RunConfig.from_dict(_flat("custom"))
     assert old == RunConfig(
-        rounds=2, max_side=None,
-        init=InitSection(route="grabcut", options=InitConfig(coarse="centre", work_size=48, crf=CRFParams(iters=3),
-                                                             train={"epochs": 4})),
+        rounds=2,
+        max_side=None,
+        init=InitSection(
+            route="grabcut",
+            options=InitConfig(coarse="centre", work_size=48, crf=CRFParams(iters=3), train={"epochs": 4}),
+        ),
         network=NetworkSection(pretrained=False, warm_start=True, aspp_channels=16, low_channels=8),
         train=TrainSection(epochs=1, batch_size=4, min_steps=5, scale_range=(1.0, 1.0)),
         post=PostSection(chain="crf", fuse=0.0, consistency="background"),
@@ -93,20 +101,43 @@ def test_an_old_config_gives_the_objects_the_flat_config_gave():
     from core.refine.refine_round import gfn_config, train_config
 
     old = RunConfig.from_dict(_flat("custom"))
-    assert train_config(old, 2) == TrainConfig(epochs=1, batch_size=4, lr=0.01, step_epochs=4, crop_size=256, seed=2,
-                                               max_side=None, num_threads=2, min_steps=5, scale_range=(1.0, 1.0))
+    assert train_config(old, 2) == TrainConfig.legacy(
+        epochs=1,
+        batch_size=4,
+        lr=0.01,
+        step_epochs=4,
+        crop_size=256,
+        seed=2,
+        max_side=None,
+        num_threads=2,
+        min_steps=5,
+        scale_range=(1.0, 1.0),
+    )
     assert gfn_config(old, 3) == GFNConfig(pretrained=False, aspp_channels=16, low_channels=8, num_classes=3)
-    assert init_config(old) == InitConfig(coarse="centre", work_size=48, crf=CRFParams(iters=3), train={"epochs": 4},
-                                          seed=0, num_threads=2)
-    assert train_config(RunConfig(), 1) == TrainConfig(epochs=5, lr=0.01, step_epochs=4, crop_size=256, seed=1,
-                                                       max_side=256, num_threads=2)
+    assert init_config(old) == InitConfig(
+        coarse="centre", work_size=48, crf=CRFParams(iters=3), train={"epochs": 4}, seed=0, num_threads=2
+    )
+    assert train_config(RunConfig(), 1) == TrainConfig.legacy(
+        epochs=5, lr=0.01, step_epochs=4, crop_size=256, seed=1, max_side=256, num_threads=2, min_steps=60
+    )  # min_steps: the rounds' own floor since issue 10 (RunConfig.train.min_steps)
 
 
 def test_nested_round_trip_and_dotted_differences():
     c = RunConfig.from_dict(_flat("custom"))
     saved = json.loads(json.dumps(c.to_dict()))
-    assert set(saved) == {"rounds", "seed", "num_threads", "source_images", "max_side", "init", "network", "train",
-                          "post", "filters", "stop"}
+    assert set(saved) == {
+        "rounds",
+        "seed",
+        "num_threads",
+        "source_images",
+        "max_side",
+        "init",
+        "network",
+        "train",
+        "post",
+        "filters",
+        "stop",
+    }
     assert saved["train"]["epochs"] == 1 and saved["post"]["params"]["crf"]["iters"] == 5
     assert "seed" not in saved["init"]["options"], "the routes' seed is the run's"
     again = RunConfig.from_dict(saved)
@@ -128,8 +159,9 @@ def test_overrides_take_dotted_and_flat_names():
     assert tiny.replace(init_options={"work_size": 64}).init.options == InitConfig(work_size=64)
     assert RunConfig.from_dict({"epochs": 2, "train_options": {"epochs": 7}}).train.epochs == 7
     # a dotted name refines an old option dict given with it (bench --set over a setting's base)
-    assert RunConfig.from_dict({"init_options": {"coarse": "centre"}, "init.options.work_size": 48}
-                               ).init.options == InitConfig(coarse="centre", work_size=48)
+    assert RunConfig.from_dict(
+        {"init_options": {"coarse": "centre"}, "init.options.work_size": 48}
+    ).init.options == InitConfig(coarse="centre", work_size=48)
 
 
 def test_run_command_options_and_set_reach_the_config(tmp_path):
@@ -140,12 +172,33 @@ def test_run_command_options_and_set_reach_the_config(tmp_path):
     saved = tmp_path / "config.json"
     saved.write_text(json.dumps(_flat("custom")))
     parser = add_parser(argparse.ArgumentParser().add_subparsers())
-    args = parser.parse_args(["--images", "i", "--class", "horse", "--out", "r", "--config", str(saved),
-                              "--epochs", "3", "--init-option", "crf_iters=4", "--set", "post.params.crf.iters=2",
-                              "--set", "train.lr=0.005"])
+    args = parser.parse_args(
+        [
+            "--images",
+            "i",
+            "--class",
+            "horse",
+            "--out",
+            "r",
+            "--config",
+            str(saved),
+            "--epochs",
+            "3",
+            "--init-option",
+            "crf_iters=4",
+            "--set",
+            "post.params.crf.iters=2",
+            "--set",
+            "train.lr=0.005",
+        ]
+    )
     c = config_from_args(args)
     assert c.differences(RunConfig.from_dict(_flat("custom"))) == [
-        "init.options.crf.iters", "train.epochs", "train.lr", "post.params.crf.iters"]
+        "init.options.crf.iters",
+        "train.epochs",
+        "train.lr",
+        "post.params.crf.iters",
+    ]
     assert (c.init.options.crf.iters, c.train.epochs, c.train.lr, c.post.params.crf.iters) == (4, 3, 0.005, 2)
 
 
@@ -182,8 +235,10 @@ def test_sections_cover_the_configs_they_feed_with_their_defaults():
     assert all(net[k].default == gfn[k].default for k in set(net) - {"warm_start"})
     train, tc = fields(TrainSection), fields(TrainConfig)
     assert set(train) == set(tc) - {"seed", "max_side", "num_threads"}
-    own = {"epochs", "batch_size", "lr", "step_epochs", "crop_size"}  # the rounds' recipe, not TrainConfig's
-    assert all(train[k].default == tc[k].default for k in set(train) - own)
+    own = {"epochs", "batch_size", "lr", "step_epochs", "crop_size", "min_steps"}  # the rounds' recipe
+    legacy = set(LEGACY_RECIPE) - own  # the rounds keep the measured SGD recipe (see TrainSection)
+    assert all(train[k].default == LEGACY_RECIPE[k] for k in legacy)
+    assert all(train[k].default == tc[k].default for k in set(train) - own - legacy)
 
 
 def test_one_crf_parameter_set_and_old_crf_keys():

@@ -9,19 +9,27 @@ import pytest
 
 from core.data.dataset import Sample
 from core.data.example import make_example
+from core.initial.config import InitConfig
 from core.io.atomic import OutputExistsError
 from core.io.images import image_size, read_mask
 from core.refine import rundir
-from core.initial.config import InitConfig
-from core.refine.config import InitSection, NetworkSection, RunConfig, TrainSection
+from core.refine.config import InitSection, NetworkSection, RunConfig, StopSection, TrainSection
 from core.refine.runner import load_run, run_autolabel
 
 CLASSES = ("ellipse", "star")
 
-TINY = RunConfig(init=InitSection(route="grabcut", options=InitConfig(coarse="centre", work_size=48)), rounds=2,
-                 train=TrainSection(epochs=1, batch_size=4, crop_size=48), max_side=None, num_threads=2,
-                 network=NetworkSection(pretrained=False, aspp_channels=16, low_channels=8))
-"""Seconds per run on CPU: no network for round 0, a narrow random-init GFN, one epoch per round."""
+TINY = RunConfig(
+    init=InitSection(route="grabcut", options=InitConfig(coarse="centre", work_size=48)),
+    rounds=2,
+    train=TrainSection(epochs=1, batch_size=4, crop_size=48, min_steps=0),
+    max_side=None,
+    num_threads=2,
+    network=NetworkSection(pretrained=False, aspp_channels=16, low_channels=8),
+    stop=StopSection(collapse_guard=False),
+)
+"""Seconds per run on CPU: no network for round 0, a narrow random-init GFN, one epoch per round. Such a
+network learns nothing and its rounds collapse; these tests are about the loop's mechanics, so the
+collapse guard is off here (``tests/test_refine_collapse.py`` tests it)."""
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +215,10 @@ def test_round_0_of_a_network_route_is_post_processed(tmp_path, monkeypatch):
 
     target = make_example(tmp_path / "target", n=3, size=48, classes=("ring",))
     source = make_example(tmp_path / "source", n=4, size=48, classes=("ring",))
-    small = {"gfn": {"pretrained": False, "aspp_channels": 16, "low_channels": 8},
-             "train": {"epochs": 1, "crop_size": 48, "max_side": None, "batch_size": 4}}
+    small = {
+        "gfn": {"pretrained": False, "aspp_channels": 16, "low_channels": 8},
+        "train": {"epochs": 1, "crop_size": 48, "max_side": None, "batch_size": 4},
+    }
     config = TINY.replace(init="transfer", init_options=small, rounds=0, postprocess="crf")
     calls = []
 

@@ -75,21 +75,41 @@ def _info(i, miou, rel, changed):
 
     from core.refine.runner import RoundInfo
 
-    return RoundInfo(index=i, masks_dir=Path("."), scores={}, changed={}, checkpoint=None, provenance={},
-                     metrics={"gt": None if miou is None else {"miou": miou},
-                              "label_free": {"reliability": rel, "changed": changed}})
+    return RoundInfo(
+        index=i,
+        masks_dir=Path("."),
+        scores={},
+        changed={},
+        checkpoint=None,
+        provenance={},
+        metrics={
+            "gt": None if miou is None else {"miou": miou},
+            "label_free": {"reliability": rel, "changed": changed},
+        },
+    )
 
 
 def test_decide_label_free_never_looks_at_gt_and_both_choices_are_recorded():
     from core.refine.runner import decide
 
-    rounds = [_info(0, 0.70, 0.90, None), _info(1, 0.80, 0.60, 0.1), _info(2, 0.85, 0.70, 0.05),
-              _info(3, 0.84, 0.69, 0.03)]
+    rounds = [
+        _info(0, 0.70, 0.90, None),
+        _info(1, 0.80, 0.60, 0.1),
+        _info(2, 0.85, 0.70, 0.05),
+        _info(3, 0.84, 0.69, 0.03),
+    ]
     cfg = RunConfig(rounds=5)
     reason, best, best_lf, best_gt = decide(rounds, cfg)
     assert (reason, best, best_lf, best_gt) == ("no gain", 2, 2, 2)  # round 0's reliability is not compared
-    flipped = [_info(r.index, None if r.index == 0 else 1 - r.metrics["gt"]["miou"],
-                     r.metrics["label_free"]["reliability"], r.metrics["label_free"]["changed"]) for r in rounds]
+    flipped = [
+        _info(
+            r.index,
+            None if r.index == 0 else 1 - r.metrics["gt"]["miou"],
+            r.metrics["label_free"]["reliability"],
+            r.metrics["label_free"]["changed"],
+        )
+        for r in rounds
+    ]
     assert decide(flipped, cfg)[1] == 2  # same label-free choice whatever the ground truth says
     reason, best, _, best_gt = decide(rounds[:3], cfg.replace(select_by="gt"))
     assert reason is None and best == best_gt == 2

@@ -34,12 +34,24 @@ TINY = dict(epochs=1, batch_size=4, crop_size=32, max_side=None)
 
 # ---------------------------------------------------------------- config
 def test_train_config_validation():
-    assert TrainConfig().lr == 0.007 and TrainConfig().batch_size == 8 and TrainConfig().step_epochs == 5
+    new, old = TrainConfig(), TrainConfig.legacy()
+    assert (new.optimizer, new.lr, new.schedule, new.backbone_lr_mult, new.batch_size) == (
+        "adamw",
+        1e-3,
+        "cosine",
+        0.1,
+        8,
+    )
+    assert (old.optimizer, old.lr, old.schedule, old.step_epochs, old.batch_size) == ("sgd", 0.007, "step", 5, 8)
     assert TrainConfig.from_dict(TrainConfig(seed=3).to_dict()) == TrainConfig(seed=3)
     with pytest.raises(ValueError, match=r"unknown TrainConfig field\(s\) \['lr_rate'\]"):
         TrainConfig.from_dict({"lr_rate": 0.1})
-    for kw, match in [(dict(epochs=0), "epochs"), (dict(crop_size=8), "crop_size"),
-                      (dict(scale_range=(1.2, 0.5)), "scale_range"), (dict(time_budget_s=-1), "time_budget_s")]:
+    for kw, match in [
+        (dict(epochs=0), "epochs"),
+        (dict(crop_size=8), "crop_size"),
+        (dict(scale_range=(1.2, 0.5)), "scale_range"),
+        (dict(time_budget_s=-1), "time_budget_s"),
+    ]:
         with pytest.raises(ValueError, match=match):
             TrainConfig(**kw)
 
@@ -72,15 +84,33 @@ def test_pair_dataset_deterministic_and_checks(tmp_path: Path, pairs):
     ds.epoch = 1
     assert not torch.equal(ds[3][0], x0)
     ex = make_example(tmp_path / "ex", n=3, size=32)
-    by_path = PairDataset([(s.image_path, s.mask_path) for s in ex], num_classes=4, crop_size=32,
-                          scale_range=(1, 1), max_side=None, seed=0)
+    by_path = PairDataset(
+        [(s.image_path, s.mask_path) for s in ex],
+        num_classes=4,
+        crop_size=32,
+        scale_range=(1, 1),
+        max_side=None,
+        seed=0,
+    )
     assert by_path[0][1].max() <= 3
     with pytest.raises(ValueError, match=r"holds class indices \[2\] but the model has 2 classes"):
-        PairDataset([(s.image_path, s.mask_path) for s in ex], num_classes=2, crop_size=32,
-                    scale_range=(1, 1), max_side=None, seed=0)[1]
+        PairDataset(
+            [(s.image_path, s.mask_path) for s in ex],
+            num_classes=2,
+            crop_size=32,
+            scale_range=(1, 1),
+            max_side=None,
+            seed=0,
+        )[1]
     with pytest.raises(ValueError, match="is 64x64 but its mask array #0 is 10x10"):
-        PairDataset([(pairs[0][0], np.zeros((10, 10), np.uint8))], num_classes=2, crop_size=32,
-                    scale_range=(1, 1), max_side=None, seed=0)[0]
+        PairDataset(
+            [(pairs[0][0], np.zeros((10, 10), np.uint8))],
+            num_classes=2,
+            crop_size=32,
+            scale_range=(1, 1),
+            max_side=None,
+            seed=0,
+        )[0]
     with pytest.raises(ValueError, match="no training pairs"):
         PairDataset([], num_classes=2, crop_size=32, scale_range=(1, 1), max_side=None, seed=0)
 
@@ -100,8 +130,13 @@ def test_loss_ignores_255():
 def test_overfit_loss_drops_and_miou_rises(pairs):
     model = _model()
     before = evaluate_model(model, pairs)["miou"]
-    res = train(model, pairs, TrainConfig(epochs=20, batch_size=4, crop_size=64, lr=0.1, step_epochs=100,
-                                          scale_range=(0.9, 1.1), max_side=None))
+    res = train(
+        model,
+        pairs,
+        TrainConfig.legacy(
+            epochs=20, batch_size=4, crop_size=64, lr=0.1, step_epochs=100, scale_range=(0.9, 1.1), max_side=None
+        ),
+    )
     after = evaluate_model(model, pairs)["miou"]
     assert res.iterations == 40 and res.stopped_reason == "done"
     assert np.mean(res.losses[-3:]) < 0.5 * res.losses[0], res.losses
@@ -120,8 +155,13 @@ def test_deterministic_with_seed(pairs):
 def test_checkpoint_progress_and_time_budget(tmp_path: Path, pairs):
     model = _model("gf")
     calls = []
-    res = train(model, pairs, TrainConfig(**{**TINY, "epochs": 2}), progress=lambda *a: calls.append(a),
-                checkpoint_path=tmp_path / "m.pt")
+    res = train(
+        model,
+        pairs,
+        TrainConfig(**{**TINY, "epochs": 2}),
+        progress=lambda *a: calls.append(a),
+        checkpoint_path=tmp_path / "m.pt",
+    )
     assert calls == [("train", i, 4) for i in range(1, 5)]
     assert res.checkpoint == tmp_path / "m.pt" and res.epochs_done == 2 and len(res.history) == 2
     ck = load_checkpoint(res.checkpoint)

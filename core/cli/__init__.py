@@ -14,10 +14,10 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from functools import partial
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Callable, Sequence
 
 from core import __version__
 
@@ -53,8 +53,12 @@ def plugin_commands() -> dict[str, Callable[[], ModuleType]]:
     found: dict[str, Callable[[], ModuleType]] = {}
     for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: (e.name, e.value)):
         if ep.name in COMMANDS or ep.name in found:
-            log.warning("ignoring sub-command %r = %r from entry-point group %s: the name is already taken",
-                        ep.name, ep.value, PLUGIN_GROUP)
+            log.warning(
+                "ignoring sub-command %r = %r from entry-point group %s: the name is already taken",
+                ep.name,
+                ep.value,
+                PLUGIN_GROUP,
+            )
             continue
         found[ep.name] = ep.load
     return found
@@ -104,9 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"gfn-autolabel {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
+    except (ValueError, OSError, KeyError) as exc:  # OSError: missing, existing, unreadable paths
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"gfn-autolabel {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:
+        print(
+            f"gfn-autolabel {args.command}: error: not enough memory ({exc or 'an input is too large'})",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"gfn-autolabel {args.command}: interrupted", file=sys.stderr)

@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("convert", help="convert masks between COCO JSON, PASCAL VOC and PNG folders",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "convert",
+        help="convert masks between COCO JSON, PASCAL VOC and PNG folders",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("src", help="a folder of PNG masks, a COCO .json, or a VOC root")
     p.add_argument("dst", help="output: a .json file (coco), a root folder (voc), a mask folder (png)")
     p.add_argument("--to", required=True, choices=("coco", "voc", "png"), help="output format")
@@ -47,17 +51,19 @@ def _dataset_for(kind: str, path: Path, stems: list[str], cmap: ClassMap, images
         files = {p.stem: p for p in list_images(images)}
         missing = [s for s in stems if s not in files]
         if missing:
-            raise ValueError(f"{len(missing)} mask(s) have no picture in {images}: {missing[:10]}"
-                             f"{' ...' if len(missing) > 10 else ''}")
+            raise ValueError(
+                f"{len(missing)} mask(s) have no picture in {images}: {missing[:10]}"
+                f"{' ...' if len(missing) > 10 else ''}"
+            )
         return Dataset(tuple(Sample(stem=s, image_path=files[s]) for s in stems), cmap)
     if kind == "coco":
         from core.data.coco_file import parse_coco
-        from core.data.read_coco import coco_image_root
+        from core.data.read_coco import coco_image_path, coco_image_root
 
         coco = parse_coco(path)
         root = coco_image_root(coco, None)
         by_stem = dict(zip(coco.stems(), coco.images))
-        return Dataset(tuple(Sample(stem=s, image_path=root / by_stem[s].file_name) for s in stems), cmap)
+        return Dataset(tuple(Sample(stem=s, image_path=coco_image_path(coco, by_stem[s], root)) for s in stems), cmap)
     if kind == "voc":
         from core.data.read_voc import voc_image_path
 
@@ -85,7 +91,14 @@ def run(args) -> int:
     if dataset is None and args.to == "voc":
         raise CLIError("--to voc copies the pictures: pass --images DIR")
     with ProgressBars() as bars:
-        out = export_masks(masks, dataset if dataset is not None else cmap, args.dst, to=args.to,
-                           polygons=args.polygons, overwrite=args.overwrite, progress=bars)
+        out = export_masks(
+            masks,
+            dataset if dataset is not None else cmap,
+            args.dst,
+            to=args.to,
+            polygons=args.polygons,
+            overwrite=args.overwrite,
+            progress=bars,
+        )
     print(f"wrote {len(masks)} masks ({kind} -> {args.to}) to {out}")
     return 0

@@ -12,16 +12,27 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_SETTINGS = {"rounds": 3, "max_side": None, "init.route": "grabcut", "init.options.coarse": "centre",
-                 "train.epochs": 30, "train.batch_size": 8, "train.crop_size": 96, "train.step_epochs": 20}
+DEMO_SETTINGS = {
+    "rounds": 3,
+    "max_side": None,
+    "init.route": "grabcut",
+    "init.options.coarse": "centre",
+    "train.epochs": 30,
+    "train.batch_size": 8,
+    "train.crop_size": 96,
+    "train.step_epochs": 20,
+}
 """Demo RunConfig settings: sized for ~2-4 minutes on two CPU cores with the default example."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("demo", help="label the built-in example end to end and show the results",
-                       description="Generate the built-in example (shapes with image-level labels), label it "
-                                   "at pixel level, print the per-round table and write COCO JSON, overlays "
-                                   "and a quality plot.")
+    p = sub.add_parser(
+        "demo",
+        help="label the built-in example end to end and show the results",
+        description="Generate the built-in example (shapes with image-level labels), label it "
+        "at pixel level, print the per-round table and write COCO JSON, overlays "
+        "and a quality plot.",
+    )
     p.add_argument("--out", default="gfn-demo", metavar="DIR", help="output folder (default ./gfn-demo)")
     p.add_argument("--n", type=int, default=36, help="number of example images (default 36)")
     p.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
@@ -53,20 +64,31 @@ def run(args: argparse.Namespace) -> int:
         check_can_write(run_dir, overwrite=False)
     t0 = time.perf_counter()
     dataset = make_example(out / "example", n=args.n, size=args.size, seed=args.seed)
-    print(f"example: {len(dataset)} images of {args.size}px, classes {list(dataset.classmap.foreground)} "
-          f"in {out / 'example'} (labels.csv = image-level labels; masks/ only to score)", file=sys.stderr)
+    print(
+        f"example: {len(dataset)} images of {args.size}px, classes {list(dataset.classmap.foreground)} "
+        f"in {out / 'example'} (labels.csv = image-level labels; masks/ only to score)",
+        file=sys.stderr,
+    )
     with ProgressBars(enabled=not args.no_progress) as bars:
-        result = run_autolabel(dataset, run_dir, demo_config(args.rounds, args.seed), overwrite=args.overwrite,
-                               progress=bars, on_round=lambda info: bars.write(format_round(info)))
+        result = run_autolabel(
+            dataset,
+            run_dir,
+            demo_config(args.rounds, args.seed),
+            overwrite=args.overwrite,
+            progress=bars,
+            on_round=lambda info: bars.write(format_round(info)),
+        )
     print(format_table(result))
     coco = export_masks(result.masks(), dataset, out / "labels_coco.json", to="coco", overwrite=True)
     overlays = write_overlays(dataset.samples, result.final_masks_dir, out / "overlays", limit=12)
-    plot = plot_rounds([round_row(r, result.best_round) for r in result.rounds], out / "quality.png",
-                       title="built-in example: mask quality per round")
+    plot = plot_rounds(
+        [round_row(r, result.best_round) for r in result.rounds],
+        out / "quality.png",
+        title="built-in example: mask quality per round",
+    )
     first, last = result.rounds[0].miou, result.round(result.best_round).miou
     if first is not None and last is not None:
-        print(f"mIoU: initial masks {first:.3f} -> final (round {result.best_round}) {last:.3f} "
-              f"({last - first:+.3f})")
+        print(f"mIoU: initial masks {first:.3f} -> final (round {result.best_round}) {last:.3f} ({last - first:+.3f})")
     print(f"run folder:   {run_dir}  (round_NN/ per round, final/masks/)")
     print(f"COCO JSON:    {coco}")
     print(f"overlays:     {out / 'overlays'}/  ({len(overlays)} pictures: labelled | ground truth)")

@@ -14,8 +14,12 @@ import math
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("evaluate", help="score predicted masks against ground-truth masks (mIoU, ...)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "evaluate",
+        help="score predicted masks against ground-truth masks (mIoU, ...)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("pred", help="predicted masks: PNG folder, COCO .json or VOC root")
     p.add_argument("gt", help="ground-truth masks: PNG folder, COCO .json or VOC root")
     p.add_argument("--classes", metavar="JSON", help="class map {index: name} when the masks do not carry one")
@@ -60,8 +64,14 @@ def run(args) -> int:
         if gt_cmap is not None and gt_cmap != cmap:
             gt = remap_masks(gt, gt_cmap, cmap)
     with ProgressBars() as bars:
-        result = evaluate_masks(pred, gt, cmap.num_classes if cmap else None,
-                                list(cmap.names) if cmap else None, tolerance=args.tolerance, progress=bars)
+        result = evaluate_masks(
+            pred,
+            gt,
+            cmap.num_classes if cmap else None,
+            list(cmap.names) if cmap else None,
+            tolerance=args.tolerance,
+            progress=bars,
+        )
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

@@ -1,10 +1,23 @@
-"""``gfn-autolabel predict --model MODEL.pt --images DIR --out DIR``: one class-index PNG per image."""
+"""``gfn-autolabel predict --model MODEL.pt --images DIR --out DIR``: one class-index PNG per image.
+
+Every picture is decoded before the first mask is written, the masks are written into a folder
+beside ``--out`` and moved in only when all are done, and ``--out`` may not be the image folder,
+so a failing run leaves ``--out`` as it was and never touches a picture. With ``--max-side`` a
+large JPEG is decoded at a reduced scale (``core.io.images.read_image``) and its mask scaled back
+to the picture's size (nearest neighbour), so memory stays small for huge photos.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -22,36 +35,81 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+class _Pictures:
+    """The images as ``(H, W, 3) uint8`` arrays, each read when reached (JPEGs at reduced scale)."""
+
+    def __init__(self, paths: Sequence[Path], max_side: int):
+        self.paths = list(paths)
+        self.max_side = max_side
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from core.io.images import read_image
+
+        return (read_image(p, max_side=self.max_side) for p in self.paths)
+
+
+def _at_image_size(mask: np.ndarray, path: Path) -> np.ndarray:
+    """``mask`` scaled (nearest neighbour) to the picture's own size when it was read reduced."""
+    import cv2
+
+    from core.io.images import image_size
+
+    h, w = image_size(path)
+    return mask if mask.shape == (h, w) else cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def check_paths(images_dir: Path, out: Path, images: Sequence[Path], targets: Sequence[Path]) -> None:
+    """Refuse ``--out`` = the image folder, or a mask path that is one of the pictures."""
+    from core.cli import CLIError
+    from core.formats.guard import refuse_overwriting_inputs
+
+    if os.path.realpath(out) == os.path.realpath(images_dir):
+        raise CLIError(
+            f"--out {out} is the --images folder: the masks would be written among (and over) the pictures; "
+            "choose another folder"
+        )
+    refuse_overwriting_inputs(targets, images)
+
+
 def run(args) -> int:
     import torch
 
     from core.cli import CLIError
     from core.cli.progress import ProgressBars
-    from core.io.atomic import OutputExistsError
-    from core.io.images import list_images, write_mask
+    from core.io.atomic import OutputExistsError, check_folder_target, staged_dir
+    from core.io.images import check_images, list_images, write_mask
     from core.network.checkpoint import load_checkpoint
     from core.training.predict import predict
 
+    if args.max_side is not None and args.max_side < 16:
+        raise CLIError(f"--max-side must be at least 16, got {args.max_side}")
     if args.threads:
         torch.set_num_threads(args.threads)
     images = list_images(args.images)
-    out = Path(args.out)
+    out = check_folder_target(args.out)
     stems = [p.stem for p in images]
     if len(set(stems)) != len(stems):
         dup = sorted({s for s in stems if stems.count(s) > 1})[:5]
         raise CLIError(f"several images share a stem, so their masks would collide: {dup}")
     targets = [out / f"{s}.png" for s in stems]
+    check_paths(Path(args.images), out, images, targets)
     existing = [t for t in targets if t.exists()]
     if existing and not args.overwrite:
         raise OutputExistsError(
-            f"{len(existing)} mask(s) already exist in {out} (e.g. {existing[0].name}); pass --overwrite to replace them"
+            f"{len(existing)} mask(s) already exist in {out} (e.g. {existing[0].name}); "
+            "pass --overwrite to replace them"
         )
+    check_images(images)
     ckpt = load_checkpoint(args.model)
-    out.mkdir(parents=True, exist_ok=True)
-    with ProgressBars() as bars:
-        preds = predict(ckpt.model, images, batch_size=args.batch_size, tta_flip=args.tta,
-                        max_side=args.max_side, progress=bars)
-        for target, pred in zip(targets, preds):
-            write_mask(target, pred.mask, overwrite=args.overwrite)
+    pictures = images if args.max_side is None else _Pictures(images, args.max_side)
+    with staged_dir(out) as tmp, ProgressBars() as bars:
+        preds = predict(
+            ckpt.model, pictures, batch_size=args.batch_size, tta_flip=args.tta, max_side=args.max_side, progress=bars
+        )
+        for path, stem, pred in zip(images, stems, preds):
+            write_mask(tmp / f"{stem}.png", _at_image_size(pred.mask, path))
     print(f"wrote {len(targets)} mask(s) to {out} (classes: {', '.join(ckpt.classmap.names)})")
     return 0

@@ -52,7 +52,7 @@ class ProgressBars:
             self.bar = None
             self.stage = None
 
-    def __enter__(self) -> "ProgressBars":
+    def __enter__(self) -> ProgressBars:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,8 +1,8 @@
 """``gfn-autolabel run``: label a folder of images at pixel level from image-level labels.
 
-    gfn-autolabel run --images DIR (--class NAME | --labels CSV) --out RUN_DIR [--init ROUTE]
-        [--rounds N] [--source IMAGES_DIR MASKS_DIR] [--gt MASKS_DIR] [--resume] [--overwrite]
-        [--backbone B] [--postprocess P] [--epochs E] [--seed S] [--max-side M] [--set KEY=VALUE] ...
+gfn-autolabel run --images DIR (--class NAME | --labels CSV) --out RUN_DIR [--init ROUTE]
+    [--rounds N] [--source IMAGES_DIR MASKS_DIR] [--gt MASKS_DIR] [--resume] [--overwrite]
+    [--backbone B] [--postprocess P] [--epochs E] [--seed S] [--max-side M] [--set KEY=VALUE] ...
 """
 
 from __future__ import annotations
@@ -15,63 +15,131 @@ from core.cli import CLIError
 from core.config import parse_key_values
 from core.refine.config import INIT_ROUTES, POSTPROCESS_METHODS, SELECT_BY, RunConfig
 
+EXIT_COLLAPSED = 3
+"""Exit code of a run whose status is ``"collapsed"`` (its kept masks are mostly empty)."""
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     d = RunConfig()
-    p = sub.add_parser("run", help="label images at pixel level (initial masks + refinement rounds)",
-                       description="Label every image of a folder at pixel level from image-level labels: "
-                                   "initial masks (round 0), then rounds of GFN training, prediction, "
-                                   "post-processing and filtering. Writes a run folder.")
+    p = sub.add_parser(
+        "run",
+        help="label images at pixel level (initial masks + refinement rounds)",
+        description="Label every image of a folder at pixel level from image-level labels: "
+        "initial masks (round 0), then rounds of GFN training, prediction, "
+        "post-processing and filtering. Writes a run folder.",
+        epilog=f"Exit status: 0 when the run finished (status 'ok', or 'degraded': a round collapsed and "
+        f"an earlier round's masks were kept, with a warning); {EXIT_COLLAPSED} when its status is "
+        "'collapsed' (the kept masks are mostly empty; run.json and the table say why); 2 on bad input; "
+        "130 when interrupted.",
+    )
     p.add_argument("--images", required=True, metavar="DIR", help="folder of images")
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--class", dest="class_name", metavar="NAME",
-                     help="one class for every image (use 'object' for class-agnostic foreground)")
+    who.add_argument(
+        "--class",
+        dest="class_name",
+        metavar="NAME",
+        help="one class for every image (use 'object' for class-agnostic foreground)",
+    )
     who.add_argument("--labels", metavar="CSV", help="filename,label CSV giving each image's class")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
-    p.add_argument("--init", default=d.init.route, choices=INIT_ROUTES,
-                   help=f"initial-mask route (default {d.init.route})")
-    p.add_argument("--init-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a core.initial.InitConfig setting, repeatable (e.g. --init grabcut --init-option "
-                        "coarse=centre); VALUE is read as JSON when it parses")
+    p.add_argument(
+        "--init", default=d.init.route, choices=INIT_ROUTES, help=f"initial-mask route (default {d.init.route})"
+    )
+    p.add_argument(
+        "--init-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a core.initial.InitConfig setting, repeatable (e.g. --init grabcut --init-option "
+        "coarse=centre); VALUE is read as JSON when it parses",
+    )
     p.add_argument("--rounds", type=int, default=d.rounds, help=f"maximum refinement rounds (default {d.rounds})")
-    p.add_argument("--source", nargs=2, metavar=("IMAGES_DIR", "MASKS_DIR"),
-                   help="labelled source set of a similar class for the transfer route")
-    p.add_argument("--source-images", type=int, default=d.source_images, metavar="N",
-                   help="with --source: N source images (with their masks) join every round's training "
-                        f"(default {d.source_images})")
-    p.add_argument("--gt", metavar="MASKS_DIR",
-                   help="ground-truth masks <stem>.png, only to report quality (default: masks/ beside images/)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in RUN_DIR, or a finished one with a higher --rounds")
+    p.add_argument(
+        "--source",
+        nargs=2,
+        metavar=("IMAGES_DIR", "MASKS_DIR"),
+        help="labelled source set of a similar class for the transfer route",
+    )
+    p.add_argument(
+        "--source-images",
+        type=int,
+        default=d.source_images,
+        metavar="N",
+        help="with --source: N source images (with their masks) join every round's training "
+        f"(default {d.source_images})",
+    )
+    p.add_argument(
+        "--gt",
+        metavar="MASKS_DIR",
+        help="ground-truth masks <stem>.png, only to report quality (default: masks/ beside images/)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in RUN_DIR, or a finished one with a higher --rounds",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in RUN_DIR")
     g = p.add_argument_group("settings")
     g.add_argument("--backbone", default=d.network.backbone, help=f"(default {d.network.backbone})")
     g.add_argument("--no-pretrained", action="store_true", help="do not start from ImageNet weights")
-    g.add_argument("--no-init-postprocess", action="store_true",
-                   help="keep round 0 of the network routes (transfer, otsu) as the network's argmax instead "
-                        "of post-processing it")
-    g.add_argument("--postprocess", default=d.post.chain, metavar="METHOD[+METHOD]",
-                   help=f"post-processing every round: {', '.join(POSTPROCESS_METHODS)} or a chain such as "
-                        f"crf+grabcut (default {d.post.chain})")
+    g.add_argument(
+        "--no-init-postprocess",
+        action="store_true",
+        help="keep round 0 of the network routes (transfer, otsu) as the network's argmax instead "
+        "of post-processing it",
+    )
+    g.add_argument(
+        "--postprocess",
+        default=d.post.chain,
+        metavar="METHOD[+METHOD]",
+        help=f"post-processing every round: {', '.join(POSTPROCESS_METHODS)} or a chain such as "
+        f"crf+grabcut (default {d.post.chain})",
+    )
     g.add_argument("--epochs", type=int, default=d.train.epochs, help=f"epochs per round (default {d.train.epochs})")
-    g.add_argument("--crop-size", type=int, default=d.train.crop_size,
-                   help=f"training crop; keep it >= --max-side so rounds train at the scale they label "
-                        f"(default {d.train.crop_size})")
-    g.add_argument("--max-side", type=int, default=d.max_side,
-                   help=f"work at this longest side; 0 = full size (default {d.max_side})")
+    g.add_argument(
+        "--crop-size",
+        type=int,
+        default=d.train.crop_size,
+        help=f"training crop; keep it >= --max-side so rounds train at the scale they label "
+        f"(default {d.train.crop_size})",
+    )
+    g.add_argument(
+        "--max-side",
+        type=int,
+        default=d.max_side,
+        help=f"work at this longest side; 0 = full size (default {d.max_side})",
+    )
     area = (d.filters.area_min, d.filters.area_max)
-    g.add_argument("--area", nargs=2, type=float, default=area, metavar=("MIN", "MAX"),
-                   help=f"area-ratio filter (default {area[0]} {area[1]})")
-    g.add_argument("--select-by", default=d.stop.select_by, choices=SELECT_BY,
-                   help="signal that stops the run and picks the best round (default label_free; "
-                        "gt uses ground truth, which is then no longer a fair report)")
+    g.add_argument(
+        "--area",
+        nargs=2,
+        type=float,
+        default=area,
+        metavar=("MIN", "MAX"),
+        help=f"area-ratio filter (default {area[0]} {area[1]})",
+    )
+    g.add_argument(
+        "--select-by",
+        default=d.stop.select_by,
+        choices=SELECT_BY,
+        help="signal that stops the run and picks the best round (default label_free; "
+        "gt uses ground truth, which is then no longer a fair report)",
+    )
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--threads", type=int, default=d.num_threads, help=f"torch threads (default {d.num_threads})")
-    g.add_argument("--config", metavar="JSON", help="RunConfig settings from a JSON file, e.g. a run's "
-                                                    "config.json (options given on the command line win)")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any RunConfig setting by its dotted name, repeatable (e.g. --set train.lr=0.005 "
-                        "--set post.params.crf.iters=3); VALUE is read as JSON when it parses")
+    g.add_argument(
+        "--config",
+        metavar="JSON",
+        help="RunConfig settings from a JSON file, e.g. a run's config.json (options given on the command line win)",
+    )
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any RunConfig setting by its dotted name, repeatable (e.g. --set train.lr=0.005 "
+        "--set post.params.crf.iters=3); VALUE is read as JSON when it parses",
+    )
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -89,11 +157,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise CLIError(f"--config {path}: file not found")
         base = RunConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
     given = {
-        "init.route": args.init, "rounds": args.rounds, "network.backbone": args.backbone,
-        "network.pretrained": not args.no_pretrained, "post.chain": args.postprocess, "train.epochs": args.epochs,
-        "train.crop_size": args.crop_size, "max_side": args.max_side or None, "filters.area_min": args.area[0],
-        "filters.area_max": args.area[1], "stop.select_by": args.select_by, "seed": args.seed,
-        "num_threads": args.threads, "source_images": args.source_images,
+        "init.route": args.init,
+        "rounds": args.rounds,
+        "network.backbone": args.backbone,
+        "network.pretrained": not args.no_pretrained,
+        "post.chain": args.postprocess,
+        "train.epochs": args.epochs,
+        "train.crop_size": args.crop_size,
+        "max_side": args.max_side or None,
+        "filters.area_min": args.area[0],
+        "filters.area_max": args.area[1],
+        "stop.select_by": args.select_by,
+        "seed": args.seed,
+        "num_threads": args.threads,
+        "source_images": args.source_images,
         "init.postprocess": not args.no_init_postprocess,
     }
     defaults = RunConfig().settings()
@@ -107,8 +184,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def load_target(args: argparse.Namespace):
     from core.data.readers import read_image_folder
 
-    return read_image_folder(args.images, label=args.class_name, masks=args.gt, labels=args.labels,
-                             skip_bad=args.skip_bad)
+    return read_image_folder(
+        args.images, label=args.class_name, masks=args.gt, labels=args.labels, skip_bad=args.skip_bad
+    )
 
 
 def load_source(args: argparse.Namespace, dataset):
@@ -133,12 +211,27 @@ def run(args: argparse.Namespace) -> int:
     source = load_source(args, dataset)
     if (args.init == "transfer" or config.source_images) and source is None:
         raise CLIError("--init transfer and --source-images need --source IMAGES_DIR MASKS_DIR")
-    print(f"labelling {len(dataset)} images of {list(dataset.classmap.foreground)} into {args.out} "
-          f"({len(dataset.with_gt())} with ground truth, used only to report quality)", file=sys.stderr)
+    print(
+        f"labelling {len(dataset)} images of {list(dataset.classmap.foreground)} into {args.out} "
+        f"({len(dataset.with_gt())} with ground truth, used only to report quality)",
+        file=sys.stderr,
+    )
     with ProgressBars(enabled=not args.no_progress) as bars:
-        result = run_autolabel(dataset, args.out, config, source=source, resume=args.resume,
-                               overwrite=args.overwrite, progress=bars,
-                               on_round=lambda info: bars.write(format_round(info)))
+        result = run_autolabel(
+            dataset,
+            args.out,
+            config,
+            source=source,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=bars,
+            on_round=lambda info: bars.write(format_round(info)),
+        )
     print(format_table(result))
     print(f"final masks (round {result.best_round}): {result.final_masks_dir}")
+    if result.status == "collapsed":
+        print(f"gfn-autolabel run: error: {result.status_message}", file=sys.stderr)
+        return EXIT_COLLAPSED
+    if result.status != "ok":
+        print(f"gfn-autolabel run: warning: {result.status_message}", file=sys.stderr)
     return 0

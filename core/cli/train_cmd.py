@@ -14,21 +14,56 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from core.network.config import BACKBONES
+    from core.network.config import ABLATIONS, BACKBONES
+    from core.training.config import TrainConfig
+
+    d = TrainConfig()
 
     p = sub.add_parser("train", help="train a Guided Filter Network on images and class-index masks")
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("--masks", required=True, help="folder of class-index PNG masks named <image stem>.png")
     p.add_argument("--out", required=True, help="checkpoint file to write (e.g. model.pt)")
     p.add_argument("--classes", help="class map JSON {index: name} (default: from the largest index in the masks)")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"training epochs (default {d.epochs}; with --time-budget the run trains until the budget)",
+    )
     p.add_argument("--backbone", default="mobilenet_v2", choices=BACKBONES, help="default mobilenet_v2")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone init instead of ImageNet weights")
-    p.add_argument("--crop-size", type=int, default=321, help="training crop side (default 321)")
-    p.add_argument("--batch-size", type=int, default=8, help="default 8")
-    p.add_argument("--lr", type=float, default=0.007, help="initial learning rate (default 0.007)")
-    p.add_argument("--max-side", type=int, default=512, help="downscale larger images to this side first (default 512)")
-    p.add_argument("--time-budget", type=float, default=None, help="stop training after this many seconds")
+    p.add_argument(
+        "--modules",
+        choices=list(ABLATIONS),
+        default=None,
+        help="GFN module set (default: GFNConfig's, every module on)",
+    )
+    p.add_argument("--crop-size", type=int, default=None, help=f"training crop side (default {d.crop_size})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {d.lr:g})")
+    p.add_argument(
+        "--max-side", type=int, default=None, help=f"downscale larger images to this side first (default {d.max_side})"
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="train for this many seconds (the cosine schedule spans the budget)",
+    )
+    p.add_argument(
+        "--legacy-recipe",
+        action="store_true",
+        help="paper 001's SGD recipe used before (lr 0.007, step decay, crop 321, nothing frozen); "
+        "options given on the command line win",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any TrainConfig setting, repeatable (e.g. --set freeze_stages=2 --set optimizer=sgd); "
+        "VALUE is read as JSON when it parses",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -68,22 +103,42 @@ def _classmap(pairs: list[tuple[Path, Path]], classes: str | None):
     return ClassMap(("background", *[f"class_{i}" for i in range(1, top + 1)]))
 
 
+def train_config(args: argparse.Namespace):
+    """The ``TrainConfig`` of the command line: the defaults (or ``--legacy-recipe``), the options
+    given, then ``--set`` items."""
+    from core.config import parse_key_values
+    from core.training.config import LEGACY_RECIPE, TrainConfig
+
+    given = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "crop_size": args.crop_size,
+        "lr": args.lr,
+        "max_side": args.max_side,
+    }
+    fields = dict(LEGACY_RECIPE) if args.legacy_recipe else {}
+    fields.update({k: v for k, v in given.items() if v is not None})
+    fields.update({"time_budget_s": args.time_budget, "seed": args.seed, "num_threads": args.threads})
+    fields.update(parse_key_values(args.set, "--set"))
+    return TrainConfig.from_dict(fields)
+
+
 def run(args) -> int:
     from core.cli import CLIError
+    from core.cli.progress import ProgressBars
     from core.io.atomic import check_can_write
     from core.network import GFNConfig, build_model
-    from core.cli.progress import ProgressBars
-    from core.training.trainer import TrainConfig, train
+    from core.training.trainer import train
 
     out = Path(args.out)
     check_can_write(out, args.overwrite)
     pairs = _pairs(Path(args.images), Path(args.masks))
     classmap = _classmap(pairs, args.classes)
-    gcfg = GFNConfig(backbone=args.backbone, pretrained=not args.no_pretrained, num_classes=classmap.num_classes)
+    net = {"backbone": args.backbone, "pretrained": not args.no_pretrained, "num_classes": classmap.num_classes}
+    modules = getattr(args, "modules", None)
+    gcfg = GFNConfig.for_ablation(modules, **net) if modules else GFNConfig(**net)
     try:
-        tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, crop_size=args.crop_size, lr=args.lr,
-                           max_side=args.max_side, time_budget_s=args.time_budget, seed=args.seed,
-                           num_threads=args.threads)
+        tcfg = train_config(args)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     model = build_model(gcfg)
@@ -93,6 +148,8 @@ def run(args) -> int:
     if res.stopped_reason == "interrupted":
         print(f"interrupted after {res.epochs_done} epoch(s); last good checkpoint: {res.checkpoint or 'none'}")
         return 130
-    print(f"trained {res.epochs_done} epoch(s) on {len(pairs)} images ({res.stopped_reason}, "
-          f"{res.seconds:.0f}s, last losses {losses}); wrote {res.checkpoint}")
+    print(
+        f"trained {res.epochs_done} epoch(s) on {len(pairs)} images ({res.stopped_reason}, "
+        f"{res.seconds:.0f}s, last losses {losses}); wrote {res.checkpoint}"
+    )
     return 0

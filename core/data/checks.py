@@ -7,9 +7,9 @@ when the caller asks to skip bad files, dropped with one warning each.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from core.classmap import ClassMap
 from core.data.dataset import Dataset, Sample
@@ -27,8 +27,9 @@ class MaskMismatchError(ValueError):
         super().__init__(f"{len(self.failures)} mask(s) do not fit their images:\n{lines}")
 
 
-def check_samples(samples: Sequence[Sample], *, skip_bad: bool = False,
-                  mask_sizes: Mapping[str, tuple[int, int]] | None = None) -> list[Sample]:
+def check_samples(
+    samples: Sequence[Sample], *, skip_bad: bool = False, mask_sizes: Mapping[str, tuple[int, int]] | None = None
+) -> list[Sample]:
     """Keep the samples whose image opens and whose mask (if any) has the image's size.
 
     ``mask_sizes`` gives ``(height, width)`` for masks that are not files (``mask_fn``, e.g.
@@ -44,6 +45,7 @@ def check_samples(samples: Sequence[Sample], *, skip_bad: bool = False,
     for s in kept:
         if not s.has_mask:
             continue
+        msize: tuple[int, ...]
         where = str(s.mask_path) if s.mask_path is not None else f"{s.stem} (mask of {s.image_path.name})"
         if s.mask_path is not None:
             try:
@@ -58,9 +60,7 @@ def check_samples(samples: Sequence[Sample], *, skip_bad: bool = False,
             continue
         isize = image_size(s.image_path)
         if msize != isize:
-            failures[where] = (
-                f"mask is {msize[1]}x{msize[0]} (WxH) but image {s.image_path} is {isize[1]}x{isize[0]}"
-            )
+            failures[where] = f"mask is {msize[1]}x{msize[0]} (WxH) but image {s.image_path} is {isize[1]}x{isize[0]}"
             bad_stems.add(s.stem)
     if failures:
         if not skip_bad:
@@ -91,6 +91,7 @@ def build_dataset(samples: Sequence[Sample], classmap: ClassMap, source: str | P
     if not samples:
         raise ValueError(f"{source}: no usable images")
     with_gt = sum(s.has_mask for s in samples)
-    log.info("%s: %d images (%d with ground truth), classes %s", source, len(samples), with_gt,
-             list(classmap.foreground))
+    log.info(
+        "%s: %d images (%d with ground truth), classes %s", source, len(samples), with_gt, list(classmap.foreground)
+    )
     return Dataset(samples=tuple(samples), classmap=classmap)

@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.classmap import BACKGROUND, ClassMap
+from core.data.coco_segmentation import decode_segmentation, segmentation_problem
 from core.data.stems import unique_stems
+from core.io.decode import MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,9 @@ class CocoFile:
         for ann in image.annotations:
             seg = _segmentation(ann)
             if seg:
-                out[decode_segmentation(seg, image.height, image.width, where=self._where(ann))] = \
-                    self.category_index[ann["category_id"]]
+                out[decode_segmentation(seg, image.height, image.width, where=self._where(ann))] = self.category_index[
+                    ann["category_id"]
+                ]
         return out
 
     def _where(self, ann: dict) -> str:
@@ -79,43 +81,10 @@ def _segmentation(ann: dict):
     return seg if seg else None
 
 
-def decode_segmentation(seg, height: int, width: int, *, where: str = "") -> np.ndarray:
-    """A COCO segmentation (polygons, RLE or uncompressed RLE) as an ``(H, W) bool`` mask."""
-    from pycocotools import mask as mask_utils
-
-    try:
-        if isinstance(seg, list):
-            from core.data.polygons import polygons_to_mask
-
-            return polygons_to_mask(seg, height, width)
-        rle = seg
-        if isinstance(seg.get("counts"), list):
-            rle = mask_utils.frPyObjects(seg, height, width)
-        elif isinstance(seg.get("counts"), str):
-            rle = {"size": seg["size"], "counts": seg["counts"].encode("ascii")}
-        with warnings.catch_warnings():  # pycocotools' numpy-2 copy-keyword deprecation notice
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return mask_utils.decode(rle).astype(bool)
-    except (TypeError, ValueError, KeyError, UnicodeEncodeError) as exc:
-        raise ValueError(f"{where}: cannot decode segmentation ({exc.__class__.__name__}: {exc})") from None
-
-
 def _check_segmentation(seg, image: dict, where: str) -> None:
-    if not seg:
-        return
-    if isinstance(seg, list):
-        for poly in seg:
-            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 or \
-                    not all(isinstance(v, (int, float)) for v in poly):
-                raise ValueError(f"{where}: a polygon must be a flat list of at least 6 numbers [x0, y0, x1, y1, ...]")
-        return
-    if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
-        raise ValueError(f"{where}: segmentation must be a list of polygons or an RLE dict with 'size' and 'counts'")
-    if list(seg["size"]) != [image["height"], image["width"]]:
-        raise ValueError(
-            f"{where}: RLE size {list(seg['size'])} does not match image {image['file_name']!r} "
-            f"of height x width {image['height']}x{image['width']}"
-        )
+    problem = segmentation_problem(seg, image["height"], image["width"])
+    if problem:
+        raise ValueError(f"{where}: {problem} (image {image['file_name']!r})")
 
 
 def coco_classmap(categories: list, path: Path) -> tuple[ClassMap, dict[int, int]]:
@@ -152,9 +121,19 @@ def _load_json(path: Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a UTF-8 JSON file ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
-            or not isinstance(data.get("categories"), list):
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to be a COCO file") from None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("categories"), list)
+    ):
         raise ValueError(f"{path}: not a COCO file (expected an object with 'images' and 'categories' lists)")
+    if not isinstance(data.get("annotations"), list):
+        raise ValueError(
+            f"{path}: no 'annotations' list, so no masks or labels; write \"annotations\": [] if the "
+            "images are really unannotated"
+        )
     return data
 
 
@@ -165,30 +144,39 @@ def parse_coco(path: str | os.PathLike) -> CocoFile:
     cmap, cat_index = coco_classmap(data["categories"], path)
     images: dict[int, dict] = {}
     for im in data["images"]:
-        ok = isinstance(im, dict) and isinstance(im.get("id"), int) and isinstance(im.get("file_name"), str) \
+        ok = (
+            isinstance(im, dict)
+            and isinstance(im.get("id"), int)
+            and isinstance(im.get("file_name"), str)
             and all(isinstance(im.get(k), int) and im[k] > 0 for k in ("width", "height"))
+        )
         if not ok:
             raise ValueError(f"{path}: each image needs integer 'id', 'width', 'height' and a 'file_name', got {im!r}")
+        if im["width"] * im["height"] > MAX_IMAGE_PIXELS:
+            raise ValueError(
+                f"{path}: image {im['id']} ({im['file_name']!r}) is too large: {im['width']} x {im['height']} "
+                f"pixels, limit {MAX_IMAGE_PIXELS}"
+            )
         if im["id"] in images:
             raise ValueError(f"{path}: image id {im['id']} is used twice")
         images[im["id"]] = im
     anns: dict[int, list[dict]] = {i: [] for i in images}
     has_seg = False
-    for ann in data.get("annotations", []) or []:
+    for ann in data["annotations"]:
         where = f"{path}: annotation {ann.get('id', '?') if isinstance(ann, dict) else ann!r}"
         if not isinstance(ann, dict):
             raise ValueError(f"{where}: expected an object")
         if ann.get("image_id") not in images:
             raise ValueError(f"{where}: unknown image_id {ann.get('image_id')!r}")
         if ann.get("category_id") not in cat_index:
-            raise ValueError(f"{where}: unknown category_id {ann.get('category_id')!r}; "
-                             f"categories are {sorted(cat_index)}")
+            raise ValueError(
+                f"{where}: unknown category_id {ann.get('category_id')!r}; categories are {sorted(cat_index)}"
+            )
         _check_segmentation(ann.get("segmentation"), images[ann["image_id"]], where)
         has_seg = has_seg or bool(ann.get("segmentation"))
         anns[ann["image_id"]].append(ann)
     parsed = tuple(
-        CocoImage(id=i, file_name=im["file_name"], width=im["width"], height=im["height"],
-                  annotations=tuple(anns[i]))
+        CocoImage(id=i, file_name=im["file_name"], width=im["width"], height=im["height"], annotations=tuple(anns[i]))
         for i, im in images.items()
     )
     return CocoFile(path=path, classmap=cmap, category_index=cat_index, images=parsed, has_segmentation=has_seg)

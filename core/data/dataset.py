@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -46,6 +46,13 @@ class Sample:
             return read_mask(self.mask_path)
         return None
 
+    def require_mask(self) -> np.ndarray:
+        """:meth:`load_mask` for a sample known to have ground truth; ``ValueError`` naming it if not."""
+        mask = self.load_mask()
+        if mask is None:
+            raise ValueError(f"sample {self.stem!r} has no ground-truth mask (mask_path / mask_fn)")
+        return mask
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -83,9 +90,9 @@ class Dataset:
     def by_stem(self) -> dict[str, Sample]:
         return {s.stem: s for s in self.samples}
 
-    def with_samples(self, samples: Sequence[Sample]) -> "Dataset":
+    def with_samples(self, samples: Sequence[Sample]) -> Dataset:
         return replace(self, samples=tuple(samples))
 
-    def with_gt(self) -> "Dataset":
+    def with_gt(self) -> Dataset:
         """The samples that carry a ground-truth mask."""
         return self.with_samples([s for s in self.samples if s.has_mask])

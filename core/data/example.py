@@ -100,8 +100,7 @@ def example_classmap(classes: tuple[str, ...] = EXAMPLE_CLASSES) -> ClassMap:
     return ClassMap.from_names(classes)
 
 
-def generate_arrays(n: int = 24, size: int = 96, seed: int = 0,
-                    classes: tuple[str, ...] = EXAMPLE_CLASSES):
+def generate_arrays(n: int = 24, size: int = 96, seed: int = 0, classes: tuple[str, ...] = EXAMPLE_CLASSES):
     """Yield ``(stem, label, image (S, S, 3) uint8, mask (S, S) uint8 class indices, cluttered)``.
 
     Deterministic for a given ``(n, size, seed, classes)``; image ``i`` does not depend on ``n``.
@@ -118,8 +117,9 @@ def generate_arrays(n: int = 24, size: int = 96, seed: int = 0,
         yield f"{kind}_{i:04d}", kind, img, mask, cluttered
 
 
-def make_example(out_dir: str | os.PathLike, n: int = 24, size: int = 96, seed: int = 0,
-                 classes: tuple[str, ...] = EXAMPLE_CLASSES) -> Dataset:
+def make_example(
+    out_dir: str | os.PathLike, n: int = 24, size: int = 96, seed: int = 0, classes: tuple[str, ...] = EXAMPLE_CLASSES
+) -> Dataset:
     """Write the example to ``out_dir`` and return it as a ``Dataset``.
 
     Layout: ``images/<stem>.png``, ``masks/<stem>.png`` (class indices), ``labels.csv``

@@ -52,7 +52,7 @@ def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.0) -> list[list[f
         return []
     ys, xs = np.nonzero(m)
     y0, x0 = int(ys.min()), int(xs.min())
-    crop = m[y0: int(ys.max()) + 1, x0: int(xs.max()) + 1].astype(np.uint8)
+    crop = m[y0 : int(ys.max()) + 1, x0 : int(xs.max()) + 1].astype(np.uint8)
     # 2x up-sampling: contours then run through half-pixel centres, strictly between the centres
     # of inside and outside pixels, which makes rasterisation exact.
     up = np.pad(np.repeat(np.repeat(crop, 2, axis=0), 2, axis=1), 1)
@@ -85,14 +85,50 @@ def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.0) -> list[list[f
     return polygons
 
 
+POLYGON_MARGIN = 1.0
+"""How far outside the image a polygon vertex may lie, in image sizes: x in [-W, 2W], y in [-H, 2H].
+Farther coordinates are refused: ``pycocotools`` turns them into integer overflows and crashes."""
+
+
+def polygon_problem(polygon: object, height: int, width: int) -> str | None:
+    """Why ``polygon`` cannot be a COCO polygon of a ``height x width`` image, or ``None`` when it can.
+
+    A polygon is a flat list of at least 6 finite numbers ``[x0, y0, x1, y1, ...]`` (an even
+    count) within ``POLYGON_MARGIN`` image sizes of the image.
+    """
+    if not isinstance(polygon, list) or len(polygon) < 2 * MIN_POLYGON_POINTS or len(polygon) % 2:
+        return "a polygon must be a flat list of at least 6 numbers [x0, y0, x1, y1, ...] (an even count)"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in polygon):
+        return "a polygon must hold numbers only"
+    xy = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(xy).all():
+        return "polygon coordinates must be finite (no NaN or infinity)"
+    lo = -POLYGON_MARGIN * np.array([width, height], dtype=np.float64)
+    hi = (1.0 + POLYGON_MARGIN) * np.array([width, height], dtype=np.float64)
+    if (xy < lo).any() or (xy > hi).any():
+        return (
+            f"polygon coordinates x {xy[:, 0].min():g}..{xy[:, 0].max():g}, y {xy[:, 1].min():g}..{xy[:, 1].max():g} "
+            f"lie too far outside the {width}x{height} (WxH) image (allowed x {lo[0]:g}..{hi[0]:g}, "
+            f"y {lo[1]:g}..{hi[1]:g})"
+        )
+    return None
+
+
 def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
-    """Rasterise COCO polygons as ``pycocotools`` does (union of even-odd polygons); ``(H, W) bool``."""
+    """Rasterise COCO polygons as ``pycocotools`` does (union of even-odd polygons); ``(H, W) bool``.
+
+    Raises ``ValueError`` for a polygon ``polygon_problem`` refuses (checked before
+    ``pycocotools`` sees it: it crashes on huge or non-finite coordinates).
+    """
     from pycocotools import mask as mask_utils
 
-    good = [p for p in polygons if len(p) >= 2 * MIN_POLYGON_POINTS and len(p) % 2 == 0]
-    if not good:
+    for poly in polygons:
+        problem = polygon_problem(poly, height, width)
+        if problem:
+            raise ValueError(problem)
+    if not polygons:
         return np.zeros((height, width), dtype=bool)
-    rle = mask_utils.merge(mask_utils.frPyObjects(good, height, width))
+    rle = mask_utils.merge(mask_utils.frPyObjects([[float(v) for v in p] for p in polygons], height, width))
     with warnings.catch_warnings():  # pycocotools' numpy-2 copy-keyword deprecation notice
         warnings.simplefilter("ignore", DeprecationWarning)
         return mask_utils.decode(rle).astype(bool)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
+from functools import partial
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
@@ -31,8 +32,28 @@ def coco_image_root(coco: CocoFile, images: str | os.PathLike | None) -> Path:
     return coco.path.parent
 
 
-def read_coco_dataset(json_path: str | os.PathLike, images: str | os.PathLike | None = None, *,
-                      classes: ClassesArg = None, skip_bad: bool = False) -> Dataset:
+def coco_image_path(coco: CocoFile, image: CocoImage, root: Path) -> Path:
+    """``root / file_name``; ``ValueError`` when ``file_name`` is absolute or climbs out with ``..``.
+
+    A COCO file must not make us read pictures outside its images folder.
+    """
+    name = image.file_name
+    win = PureWindowsPath(name)  # splits on both separators and sees drive letters
+    if not name or PurePosixPath(name).is_absolute() or win.anchor or ".." in win.parts:
+        raise ValueError(
+            f"{coco.path}: image {image.id} has file_name {name!r}; it must be a path inside the images "
+            f"folder {root} (relative, without '..')"
+        )
+    return root / name
+
+
+def read_coco_dataset(
+    json_path: str | os.PathLike,
+    images: str | os.PathLike | None = None,
+    *,
+    classes: ClassesArg = None,
+    skip_bad: bool = False,
+) -> Dataset:
     """Images of a COCO JSON with their labels and, where segmentations exist, masks.
 
     ``images``: the folder ``file_name`` is relative to (default: ``images/`` beside the JSON,
@@ -58,7 +79,13 @@ def read_coco_dataset(json_path: str | os.PathLike, images: str | os.PathLike | 
     samples, sizes = [], {}
     for stem, im in zip(coco.stems(), coco.images):
         has = coco.has_mask(im)
-        samples.append(Sample(stem=stem, image_path=root / im.file_name, labels=coco.labels(im),
-                              mask_fn=(lambda im=im: mask_fn(im)) if has else None))
+        samples.append(
+            Sample(
+                stem=stem,
+                image_path=coco_image_path(coco, im, root),
+                labels=coco.labels(im),
+                mask_fn=partial(mask_fn, im) if has else None,
+            )
+        )
         sizes[stem] = (im.height, im.width)
     return build_dataset(check_samples(samples, skip_bad=skip_bad, mask_sizes=sizes), cmap, coco.path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from core.data.checks import build_dataset, check_labels, check_samples
 from core.data.classes import ClassesArg, classmap_for
@@ -63,8 +63,7 @@ def _pick_root(names: Sequence[str], candidates: Sequence[Path]) -> Path:
     return candidates[0]
 
 
-def samples_from_labels(labels: Mapping[str, Sequence[str]], images: Path,
-                        masks: Path | None) -> list[Sample]:
+def samples_from_labels(labels: Mapping[str, Sequence[str]], images: Path, masks: Path | None) -> list[Sample]:
     """Samples for ``{relative filename: labels}`` under ``images``, masks ``<masks>/<stem>.png``."""
     names = list(labels)
     stems = unique_stems(names)
@@ -87,9 +86,14 @@ def default_masks_dir(images: Path, base: Path) -> Path | None:
     return None
 
 
-def read_csv_dataset(csv_path: str | os.PathLike, images: str | os.PathLike | None = None, *,
-                     masks: str | os.PathLike | None = None, classes: ClassesArg = None,
-                     skip_bad: bool = False) -> Dataset:
+def read_csv_dataset(
+    csv_path: str | os.PathLike,
+    images: str | os.PathLike | None = None,
+    *,
+    masks: str | os.PathLike | None = None,
+    classes: ClassesArg = None,
+    skip_bad: bool = False,
+) -> Dataset:
     """Images listed in a ``filename,label`` CSV.
 
     ``images``: the folder the file names are relative to (default: ``images/`` beside the CSV,

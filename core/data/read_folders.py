@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from core.classmap import ClassMap
 from core.data.checks import build_dataset, check_labels, check_samples
@@ -13,7 +13,7 @@ from core.data.classes import ClassesArg, classmap_for
 from core.data.dataset import Dataset, Sample
 from core.data.read_csv import default_masks_dir, parse_labels_csv
 from core.data.stems import unique_stems
-from core.io.images import IMAGE_EXTENSIONS, list_images
+from core.io.images import IMAGE_EXTENSIONS, ImageReadError, list_images
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,11 @@ def _images_in(folder: Path) -> list[Path]:
 def class_folders(root: str | os.PathLike) -> list[Path]:
     """Sub-folders of ``root`` that hold images directly (hidden and ``masks``/``images`` excluded)."""
     root = Path(root)
-    return [d for d in sorted(root.iterdir())
-            if d.is_dir() and not d.name.startswith(".") and d.name not in NOT_CLASSES and _images_in(d)]
+    return [
+        d
+        for d in sorted(root.iterdir())
+        if d.is_dir() and not d.name.startswith(".") and d.name not in NOT_CLASSES and _images_in(d)
+    ]
 
 
 def _mask_for(masks: Path | None, stem: str, sub: str | None = None) -> Path | None:
@@ -41,8 +44,13 @@ def _mask_for(masks: Path | None, stem: str, sub: str | None = None) -> Path | N
     return None
 
 
-def read_class_folders(root: str | os.PathLike, *, masks: str | os.PathLike | None = None,
-                       classes: ClassesArg = None, skip_bad: bool = False) -> Dataset:
+def read_class_folders(
+    root: str | os.PathLike,
+    *,
+    masks: str | os.PathLike | None = None,
+    classes: ClassesArg = None,
+    skip_bad: bool = False,
+) -> Dataset:
     """One sub-folder per class (``root/<class>/<image>``); the folder name is the image label.
 
     ``masks``: ground truth as ``<masks>/<stem>.png`` or ``<masks>/<class>/<stem>.png`` (default
@@ -62,19 +70,38 @@ def read_class_folders(root: str | os.PathLike, *, masks: str | os.PathLike | No
     check_labels(labels, cmap, root)
     mask_dir = Path(masks) if masks is not None else default_masks_dir(root, root)
     samples = [
-        Sample(stem=stem, image_path=root / r, labels=labels[r],
-               mask_path=_mask_for(mask_dir, stem, r.split("/", 1)[0]))
+        Sample(
+            stem=stem, image_path=root / r, labels=labels[r], mask_path=_mask_for(mask_dir, stem, r.split("/", 1)[0])
+        )
         for r, stem in zip(rel, unique_stems(rel))
     ]
     return build_dataset(check_samples(samples, skip_bad=skip_bad), cmap, root)
 
 
-def _labels_for(files: Sequence[Path], labels: Mapping[str, Sequence[str] | str] | str | os.PathLike | None,
-                label: str | None) -> dict[str, tuple[str, ...]]:
-    """``{file name: labels}``; ``labels`` maps file names or stems (or is a CSV), ``label`` fills the rest."""
+def _labels_for(
+    files: Sequence[Path],
+    labels: Mapping[str, Sequence[str] | str] | str | os.PathLike | None,
+    label: str | None,
+    *,
+    skip_bad: bool = False,
+) -> dict[str, tuple[str, ...]]:
+    """``{file name: labels}``; ``labels`` maps file names or stems (or is a CSV), ``label`` fills the rest.
+
+    A CSV row naming a file that is not in the folder raises ``ImageReadError`` naming it (a
+    warning with ``skip_bad``).
+    """
     table: Mapping[str, Sequence[str] | str] = {}
     if isinstance(labels, (str, os.PathLike)):
         table = parse_labels_csv(labels)
+        known = {f.name for f in files} | {f.stem for f in files}
+        folder = files[0].parent if files else Path(".")
+        missing = {
+            str(folder / name): f"listed in {labels} but not in the folder" for name in table if name not in known
+        }
+        if missing and not skip_bad:
+            raise ImageReadError(missing)
+        for name, why in missing.items():
+            log.warning("ignoring %s: %s", name, why)
     elif labels is not None:
         table = labels
     out = {}
@@ -86,10 +113,15 @@ def _labels_for(files: Sequence[Path], labels: Mapping[str, Sequence[str] | str]
     return out
 
 
-def read_image_folder(images: str | os.PathLike, classmap: ClassMap | None = None, label: str | None = None,
-                      masks: str | os.PathLike | None = None, *,
-                      labels: Mapping[str, Sequence[str] | str] | str | os.PathLike | None = None,
-                      skip_bad: bool = False) -> Dataset:
+def read_image_folder(
+    images: str | os.PathLike,
+    classmap: ClassMap | None = None,
+    label: str | None = None,
+    masks: str | os.PathLike | None = None,
+    *,
+    labels: Mapping[str, Sequence[str] | str] | str | os.PathLike | None = None,
+    skip_bad: bool = False,
+) -> Dataset:
     """Every image directly in ``images``.
 
     ``label``: one class name given to every image (e.g. ``"horse"``) that ``labels`` (a mapping
@@ -99,13 +131,12 @@ def read_image_folder(images: str | os.PathLike, classmap: ClassMap | None = Non
     """
     folder = Path(images)
     files = list_images(folder)
-    table = _labels_for(files, labels, label)
+    table = _labels_for(files, labels, label, skip_bad=skip_bad)
     base = folder.parent if folder.name.lower() == "images" else folder
     cmap = classmap_for((lab for labs in table.values() for lab in labs), classmap, base, folder)
     check_labels(table, cmap, folder)
     if not cmap.foreground:
-        log.warning("%s: no image-level labels (pass a label or a labels CSV); class map is background only",
-                    folder)
+        log.warning("%s: no image-level labels (pass a label or a labels CSV); class map is background only", folder)
     mask_dir = Path(masks) if masks is not None else default_masks_dir(folder, base)
     if mask_dir is not None and not mask_dir.is_dir():
         raise FileNotFoundError(f"mask folder {mask_dir} does not exist")

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from core.data.classes import ClassesArg, load_classes
 from core.data.dataset import Dataset
@@ -36,8 +36,14 @@ log = logging.getLogger(__name__)
 LAYOUTS = ("voc", "csv", "coco", "class_folders", "image_folder")
 
 __all__ = [
-    "LAYOUTS", "detect_layout", "load_dataset", "read_class_folders", "read_coco_dataset", "read_csv_dataset",
-    "read_image_folder", "read_voc_dataset",
+    "LAYOUTS",
+    "detect_layout",
+    "load_dataset",
+    "read_class_folders",
+    "read_coco_dataset",
+    "read_csv_dataset",
+    "read_image_folder",
+    "read_voc_dataset",
 ]
 
 LabelsArg = str | os.PathLike | Mapping[str, Sequence[str] | str] | None
@@ -51,8 +57,11 @@ def _find_csv(folder: Path) -> Path | None:
 
 
 def _find_coco(folder: Path) -> Path | None:
-    cands = [folder / "annotations.json", *sorted(folder.glob("instances*.json")),
-             *sorted((folder / "annotations").glob("instances*.json"))]
+    cands = [
+        folder / "annotations.json",
+        *sorted(folder.glob("instances*.json")),
+        *sorted((folder / "annotations").glob("instances*.json")),
+    ]
     for c in cands:
         if c.is_file():
             return c
@@ -98,9 +107,16 @@ def detect_layout(src: str | os.PathLike, *, labels: LabelsArg = None) -> tuple[
     )
 
 
-def load_dataset(src: str | os.PathLike, *, images: str | os.PathLike | None = None, labels: LabelsArg = None,
-                 masks: str | os.PathLike | None = None, skip_bad: bool = False, label: str | None = None,
-                 classes: ClassesArg = None) -> Dataset:
+def load_dataset(
+    src: str | os.PathLike,
+    *,
+    images: str | os.PathLike | None = None,
+    labels: LabelsArg = None,
+    masks: str | os.PathLike | None = None,
+    skip_bad: bool = False,
+    label: str | None = None,
+    classes: ClassesArg = None,
+) -> Dataset:
     """Read a dataset from ``src``, detecting its layout (module docstring).
 
     ``images``: the image folder when it is not where the layout puts it. ``labels``: a

@@ -8,8 +8,8 @@ stay valid file names and the rule is the same for every reader and format.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import PurePosixPath
-from typing import Sequence
 
 
 def path_stem(relpath: str) -> str:
@@ -35,7 +35,5 @@ def unique_stems(relpaths: Sequence[str]) -> list[str]:
             seen.setdefault(stem, []).append(rel)
         clashes = {s: files for s, files in seen.items() if len(files) > 1}
         shown = "; ".join(f"{s}: {', '.join(f)}" for s, f in list(clashes.items())[:10])
-        raise ValueError(
-            f"{len(clashes)} image name(s) are used by more than one file (stems must be unique): {shown}"
-        )
+        raise ValueError(f"{len(clashes)} image name(s) are used by more than one file (stems must be unique): {shown}")
     return full

@@ -19,8 +19,27 @@ from core.io.atomic import write_text_atomic
 log = logging.getLogger(__name__)
 
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 """The 21 PASCAL VOC 2012 classes, used for a VOC root that has no ``labelmap.txt``."""
 
@@ -78,7 +97,7 @@ def read_labelmap(path: str | os.PathLike) -> tuple[ClassMap, np.ndarray]:
                 raise ValueError
         except (IndexError, ValueError):
             raise ValueError(f"{path}, line {lineno}: expected 'name:r,g,b::', got {line!r}") from None
-        entries.append((parts[0].strip(), rgb))  # type: ignore[arg-type]
+        entries.append((parts[0].strip(), rgb))
     if not entries:
         raise ValueError(f"{path}: no classes (expected lines 'name:r,g,b::')")
     bg = [e for e in entries if e[0] == BACKGROUND] or [(BACKGROUND, (0, 0, 0))]

@@ -78,9 +78,9 @@ def read_voc_mask(path: str | os.PathLike, colors: np.ndarray | None = None) -> 
     if mode in ("L", "1") or (mode == "P" and colors is None):
         return np.array(arr, dtype=np.uint8)
     lut = _colour_lut(colors) if colors is not None else {int(_codes(np.array(IGNORE_COLOR))): IGNORE_INDEX}
-    if mode == "P":
+    if mode == "P" and colors is not None:  # (without colours: returned above)
         pal = np.zeros((256, 3), dtype=np.uint8)
-        flat = np.array(palette or [], dtype=np.uint8)[: 768]
+        flat = np.array(palette or [], dtype=np.uint8)[:768]
         pal.reshape(-1)[: len(flat)] = flat
         used = np.flatnonzero(np.bincount(arr.ravel(), minlength=256))
         table = np.arange(256, dtype=np.uint8)
@@ -102,8 +102,9 @@ def read_voc_mask(path: str | os.PathLike, colors: np.ndarray | None = None) -> 
         unknown = [u for u in uniq.tolist() if u not in lut]
         if unknown:
             shown = [((u >> 16) & 255, (u >> 8) & 255, u & 255) for u in unknown[:5]]
-            raise ValueError(f"{path}: colours {shown} are not classes of {LABELMAP} (nor the ignore colour "
-                             f"{IGNORE_COLOR})")
+            raise ValueError(
+                f"{path}: colours {shown} are not classes of {LABELMAP} (nor the ignore colour {IGNORE_COLOR})"
+            )
         return np.array([lut[u] for u in uniq.tolist()], dtype=np.uint8)[inv].reshape(codes.shape)
     raise ValueError(f"{path}: mask mode {mode} is not a VOC class mask (palette, grey or RGB PNG)")
 
@@ -112,16 +113,49 @@ def _read_list(path: Path) -> list[str]:
     return [ln.split()[0] for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
+def _listed_stems(root: Path) -> list[str]:
+    stems: dict[str, None] = {}
+    for f in sorted((root / SETS_DIR / "Segmentation").glob("*.txt")):
+        stems.update(dict.fromkeys(_read_list(f)))
+    return list(stems)
+
+
+def missing_voc_masks(root: str | os.PathLike) -> list[str]:
+    """Stems listed in ``ImageSets/Segmentation/*.txt`` without ``SegmentationClass/<stem>.png``.
+
+    Empty when none of the listed stems has a mask (an unannotated set, e.g. to be labelled).
+    """
+    root = Path(root)
+    listed = _listed_stems(root)
+    missing = [s for s in listed if not (root / SEG_DIR / f"{s}.png").is_file()]
+    return [] if len(missing) == len(listed) else missing
+
+
+def check_voc_masks(root: str | os.PathLike, *, skip_bad: bool = False) -> list[str]:
+    """Raise one ``ValueError`` naming the listed stems whose mask is missing (``missing_voc_masks``).
+
+    With ``skip_bad`` warn instead; returns the missing stems.
+    """
+    missing = missing_voc_masks(root)
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        msg = (
+            f"{root}: {len(missing)} image(s) listed in {SETS_DIR}/Segmentation/ have no {SEG_DIR}/<stem>.png "
+            f"mask: {shown}"
+        )
+        if not skip_bad:
+            raise ValueError(msg)
+        log.warning("%s; they are read without ground truth", msg)
+    return missing
+
+
 def voc_stems(root: str | os.PathLike) -> list[str]:
     """Stems listed in ``ImageSets/Segmentation/*.txt`` (all lists, first-seen order), else those
     of ``SegmentationClass/*.png``, else of ``JPEGImages``."""
     root = Path(root)
-    seg_sets = sorted((root / SETS_DIR / "Segmentation").glob("*.txt"))
-    stems: dict[str, None] = {}
-    for f in seg_sets:
-        stems.update(dict.fromkeys(_read_list(f)))
+    stems = _listed_stems(root)
     if stems:
-        return list(stems)
+        return stems
     for folder, exts in ((root / SEG_DIR, (".png",)), (root / JPEG_DIR, IMAGE_EXTENSIONS)):
         if folder.is_dir():
             found = sorted(p.stem for p in folder.iterdir() if p.suffix.lower() in exts)

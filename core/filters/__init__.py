@@ -3,4 +3,4 @@
 from core.filters.box import box_filter
 from core.filters.guided import FastGuidedFilter, GuidedFilter, fast_guided_filter, guided_filter
 
-__all__ = ["box_filter", "guided_filter", "fast_guided_filter", "GuidedFilter", "FastGuidedFilter"]
+__all__ = ["FastGuidedFilter", "GuidedFilter", "box_filter", "fast_guided_filter", "guided_filter"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["box_filter", "box_count"]
+__all__ = ["box_count", "box_filter"]
 
 
 def _check_radius(r: object) -> int:
@@ -36,9 +36,11 @@ def _window_sum_1d(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
     return ext.narrow(dim, 2 * r + 1, n) - ext.narrow(dim, 0, n)
 
 
-def box_count(h: int, w: int, r: int, *, dtype: torch.dtype = torch.float32,
-              device: torch.device | str | None = None) -> torch.Tensor:
+def box_count(
+    h: int, w: int, r: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Number of in-image pixels in each pixel's window: ``(1, 1, h, w)``."""
+
     def counts(n: int) -> torch.Tensor:
         idx = torch.arange(n, device=device)
         return ((idx + r).clamp(max=n - 1) - (idx - r).clamp(min=0) + 1).to(dtype)

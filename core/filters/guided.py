@@ -22,7 +22,7 @@ from torch import nn
 
 from core.filters.box import _check_radius, box_filter
 
-__all__ = ["box_filter", "guided_filter", "fast_guided_filter", "GuidedFilter", "FastGuidedFilter"]
+__all__ = ["FastGuidedFilter", "GuidedFilter", "box_filter", "fast_guided_filter", "guided_filter"]
 
 Eps = float | torch.Tensor
 
@@ -62,9 +62,7 @@ def _check_pair(I: torch.Tensor, p: torch.Tensor, I_name: str = "I", p_name: str
     _check_tensor(I_name, I)
     _check_tensor(p_name, p)
     if I.shape[0] != p.shape[0] or I.shape[2:] != p.shape[2:]:
-        raise ValueError(
-            f"{I_name} {tuple(I.shape)} and {p_name} {tuple(p.shape)} must share batch size and H x W"
-        )
+        raise ValueError(f"{I_name} {tuple(I.shape)} and {p_name} {tuple(p.shape)} must share batch size and H x W")
     if I.dtype != p.dtype:
         raise TypeError(f"{I_name} ({I.dtype}) and {p_name} ({p.dtype}) must have the same dtype")
     if I.device != p.device:
@@ -94,36 +92,45 @@ def _coefficients(I: torch.Tensor, p: torch.Tensor, r: int, eps: Eps) -> tuple[t
     n, c, h, w = I.shape
     k = p.shape[1]
     eps = _eps_4d(eps, I)
-    Ip = (I[:, None] * p[:, :, None]).reshape(n, k * c, h, w)          # I_c * p_k
+    Ip = (I[:, None] * p[:, :, None]).reshape(n, k * c, h, w)  # I_c * p_k
     if c == 1:
         stats = box_filter(torch.cat([I, p, I * I, Ip], dim=1), r)
-        mean_I, mean_p, mean_II, mean_Ip = stats[:, :1], stats[:, 1:1 + k], stats[:, 1 + k:2 + k], stats[:, 2 + k:]
-        var_I = mean_II - mean_I * mean_I                                 # sigma_k^2
-        cov_Ip = mean_Ip - mean_I * mean_p                                # cov_k(I, p)
-        a = cov_Ip / (var_I + eps)                                        # He eq. 5
-        b = mean_p - a * mean_I                                           # He eq. 6
+        mean_I, mean_p, mean_II, mean_Ip = stats[:, :1], stats[:, 1 : 1 + k], stats[:, 1 + k : 2 + k], stats[:, 2 + k :]
+        var_I = mean_II - mean_I * mean_I  # sigma_k^2
+        cov_Ip = mean_Ip - mean_I * mean_p  # cov_k(I, p)
+        a = cov_Ip / (var_I + eps)  # He eq. 5
+        b = mean_p - a * mean_I  # He eq. 6
         return a[:, :, None], b
     iu = [(i, j) for i in range(c) for j in range(i, c)]
     II = torch.stack([I[:, i] * I[:, j] for i, j in iu], dim=1)
     stats = box_filter(torch.cat([I, p, II, Ip], dim=1), r)
-    mean_I, mean_p = stats[:, :c], stats[:, c:c + k]
-    mean_II = stats[:, c + k:c + k + len(iu)]
-    mean_Ip = stats[:, c + k + len(iu):].reshape(n, k, c, h, w)
-    cov_Ip = mean_Ip - mean_I[:, None] * mean_p[:, :, None]               # (N, K, C, H, W)
-    sigma: list[list[torch.Tensor | None]] = [[None] * c for _ in range(c)]
-    for t, (i, j) in enumerate(iu):                                       # Sigma_k + eps U
+    mean_I, mean_p = stats[:, :c], stats[:, c : c + k]
+    mean_II = stats[:, c + k : c + k + len(iu)]
+    mean_Ip = stats[:, c + k + len(iu) :].reshape(n, k, c, h, w)
+    cov_Ip = mean_Ip - mean_I[:, None] * mean_p[:, :, None]  # (N, K, C, H, W)
+    entries: dict[tuple[int, int], torch.Tensor] = {}
+    for t, (i, j) in enumerate(iu):  # Sigma_k + eps U
         s = mean_II[:, t] - mean_I[:, i] * mean_I[:, j]
         if i == j:
             s = s + (eps[:, 0] if isinstance(eps, torch.Tensor) and eps.ndim == 4 else eps)
-        sigma[i][j] = sigma[j][i] = s
+        entries[i, j] = entries[j, i] = s
+    sigma = [[entries[i, j] for j in range(c)] for i in range(c)]
     if c == 3:
-        inv = _inverse_3x3(sigma)  # type: ignore[arg-type]
-        a = torch.stack([sum(inv[i][j][:, None] * cov_Ip[:, :, j] for j in range(3)) for i in range(3)], dim=2)
+        inv = _inverse_3x3(sigma)
+        a = torch.stack(  # He eq. 14: a_k = (Sigma_k + eps U)^-1 cov_k(I, p)
+            [
+                inv[i][0][:, None] * cov_Ip[:, :, 0]
+                + inv[i][1][:, None] * cov_Ip[:, :, 1]
+                + inv[i][2][:, None] * cov_Ip[:, :, 2]
+                for i in range(3)
+            ],
+            dim=2,
+        )
     else:
-        mat = torch.stack([torch.stack(row, dim=-1) for row in sigma], dim=-2)   # (N, H, W, C, C)
-        rhs = cov_Ip.permute(0, 3, 4, 2, 1)                                       # (N, H, W, C, K)
-        a = torch.linalg.solve(mat, rhs).permute(0, 4, 3, 1, 2)                   # (N, K, C, H, W)
-    b = mean_p - (a * mean_I[:, None]).sum(dim=2)                         # He eq. 15
+        mat = torch.stack([torch.stack(row, dim=-1) for row in sigma], dim=-2)  # (N, H, W, C, C)
+        rhs = cov_Ip.permute(0, 3, 4, 2, 1)  # (N, H, W, C, K)
+        a = torch.linalg.solve(mat, rhs).permute(0, 4, 3, 1, 2)  # (N, K, C, H, W)
+    b = mean_p - (a * mean_I[:, None]).sum(dim=2)  # He eq. 15
     return a, b
 
 
@@ -135,7 +142,7 @@ def _apply(mean_a: torch.Tensor, mean_b: torch.Tensor, I: torch.Tensor) -> torch
 def _mean_ab(a: torch.Tensor, b: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
     n, k, c, h, w = a.shape
     out = box_filter(torch.cat([a.reshape(n, k * c, h, w), b], dim=1), r)
-    return out[:, :k * c].reshape(n, k, c, h, w), out[:, k * c:]
+    return out[:, : k * c].reshape(n, k, c, h, w), out[:, k * c :]
 
 
 def guided_filter(I: torch.Tensor, p: torch.Tensor, r: int, eps: Eps) -> torch.Tensor:
@@ -179,9 +186,10 @@ def fast_guided_filter(I_lr: torch.Tensor, p_lr: torch.Tensor, I_hr: torch.Tenso
     mean_a, mean_b = _mean_ab(a, b, r)
     n, k, c, h, w = mean_a.shape
     size = I_hr.shape[2:]
-    up = F.interpolate(torch.cat([mean_a.reshape(n, k * c, h, w), mean_b], dim=1), size=size,
-                       mode="bilinear", align_corners=False)
-    return _apply(up[:, :k * c].reshape(n, k, c, *size), up[:, k * c:], I_hr)
+    up = F.interpolate(
+        torch.cat([mean_a.reshape(n, k * c, h, w), mean_b], dim=1), size=size, mode="bilinear", align_corners=False
+    )
+    return _apply(up[:, : k * c].reshape(n, k, c, *size), up[:, k * c :], I_hr)
 
 
 class GuidedFilter(nn.Module):

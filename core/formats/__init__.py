@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -31,9 +32,16 @@ FORMATS = ("coco", "voc", "png")
 __all__ = ["FORMATS", "LazyMasks", "detect_mask_source", "export_masks", "load_masks"]
 
 
-def export_masks(masks: Mapping[str, MaskLike], dataset: Dataset | ClassMap, dst: str | os.PathLike, *,
-                 to: str, polygons: bool = False, overwrite: bool = False,
-                 progress: Progress | None = None) -> Path:
+def export_masks(
+    masks: Mapping[str, MaskLike],
+    dataset: Dataset | ClassMap,
+    dst: str | os.PathLike,
+    *,
+    to: str,
+    polygons: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Path:
     """Write ``masks`` (``{stem: (H, W) uint8 class indices or PNG path}``) as ``to`` in ``dst``.
 
     ``dataset``: the images and the class map. ``to="png"`` and ``to="coco"`` also accept a bare
@@ -89,15 +97,16 @@ def _size_checked(masks: LazyMasks, images: Path) -> LazyMasks:
         if stem in files:
             h, w = image_size(files[stem])
             if mask.shape != (h, w):
-                raise ValueError(f"mask {masks.sources.get(stem, stem)} is {mask.shape[1]}x{mask.shape[0]} "
-                                 f"(WxH) but image {files[stem]} is {w}x{h}")
+                raise ValueError(
+                    f"mask {masks.sources.get(stem, stem)} is {mask.shape[1]}x{mask.shape[0]} "
+                    f"(WxH) but image {files[stem]} is {w}x{h}"
+                )
         return mask
 
-    return LazyMasks({s: (lambda s=s: load(s)) for s in masks}, masks.sources)
+    return LazyMasks({s: partial(load, s) for s in masks}, masks.sources, masks.inputs)
 
 
-def load_masks(src: str | os.PathLike, *, images: str | os.PathLike | None = None
-               ) -> tuple[LazyMasks, ClassMap | None]:
+def load_masks(src: str | os.PathLike, *, images: str | os.PathLike | None = None) -> tuple[LazyMasks, ClassMap | None]:
     """Read masks from any supported source: ``({stem: (H, W) uint8 mask}, class map or None)``.
 
     The mapping loads each mask when it is accessed (``dict(...)`` loads all). ``images``: a
@@ -105,6 +114,7 @@ def load_masks(src: str | os.PathLike, *, images: str | os.PathLike | None = Non
     The class map is ``None`` when the source does not say (a PNG folder without ``classes.json``).
     """
     kind, path = detect_mask_source(src)
+    cmap: ClassMap | None
     if kind == "coco":
         masks, cmap = read_coco_masks(path)
     elif kind == "voc":

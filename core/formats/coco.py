@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,6 +27,7 @@ from core.classmap import IGNORE_INDEX, ClassMap
 from core.data.coco_file import parse_coco
 from core.data.dataset import Dataset
 from core.data.polygons import mask_to_polygons
+from core.formats.guard import input_files, refuse_overwriting_inputs
 from core.formats.store import LazyMasks
 from core.formats.validate import MaskLike, as_mask
 from core.io.atomic import check_can_write, write_text_atomic
@@ -43,8 +45,9 @@ def coco_path(dst: str | os.PathLike) -> Path:
     return dst if dst.suffix.lower() == ".json" else dst / DEFAULT_NAME
 
 
-def mask_annotations(mask: np.ndarray, image_id: int, first_id: int, *, polygons: bool = False,
-                     tolerance: float = 0.0) -> list[dict]:
+def mask_annotations(
+    mask: np.ndarray, image_id: int, first_id: int, *, polygons: bool = False, tolerance: float = 0.0
+) -> list[dict]:
     """COCO annotations for one ``(H, W) uint8`` class-index mask: one per connected part of a class.
 
     Ids count up from ``first_id``. Class 0 (background) and 255 (ignore) get no annotation.
@@ -57,24 +60,27 @@ def mask_annotations(mask: np.ndarray, image_id: int, first_id: int, *, polygons
             continue
         n, parts, stats, _ = cv2.connectedComponentsWithStats((mask == cls).astype(np.uint8), connectivity=8)
         for k in range(1, n):
-            x, y, w, h, area = (int(v) for v in stats[k])
+            x, y, w, h, _area = (int(v) for v in stats[k])
             part = np.zeros(mask.shape, dtype=np.uint8)
-            part[y:y + h, x:x + w] = parts[y:y + h, x:x + w] == k
+            part[y : y + h, x : x + w] = parts[y : y + h, x : x + w] == k
             rle = mask_utils.encode(np.asfortranarray(part))
+            segmentation: list[list[float]] | dict[str, Any]
             if polygons:
-                segmentation = mask_to_polygons(part[y:y + h, x:x + w], tolerance=tolerance)
+                segmentation = mask_to_polygons(part[y : y + h, x : x + w], tolerance=tolerance)
                 segmentation = [[v + (x if i % 2 == 0 else y) for i, v in enumerate(p)] for p in segmentation]
             else:
                 segmentation = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-            anns.append({
-                "id": first_id + len(anns),
-                "image_id": image_id,
-                "category_id": int(cls),
-                "segmentation": segmentation,
-                "area": int(mask_utils.area(rle)),
-                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                "iscrowd": 0,
-            })
+            anns.append(
+                {
+                    "id": first_id + len(anns),
+                    "image_id": image_id,
+                    "category_id": int(cls),
+                    "segmentation": segmentation,
+                    "area": int(mask_utils.area(rle)),
+                    "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                    "iscrowd": 0,
+                }
+            )
     return anns
 
 
@@ -95,14 +101,22 @@ def ordered_stems(masks: Mapping[str, MaskLike], dataset: Dataset | None) -> lis
     known = set(dataset.stems)
     missing = [s for s in masks if s not in known]
     if missing:
-        raise ValueError(f"{len(missing)} mask(s) have no image in the dataset: {missing[:10]}"
-                         f"{' ...' if len(missing) > 10 else ''}")
+        raise ValueError(
+            f"{len(missing)} mask(s) have no image in the dataset: {missing[:10]}{' ...' if len(missing) > 10 else ''}"
+        )
     return [s for s in dataset.stems if s in masks]
 
 
-def write_coco(masks: Mapping[str, MaskLike], dataset: Dataset | ClassMap, dst: str | os.PathLike, *,
-               polygons: bool = False, tolerance: float = 0.0, overwrite: bool = False,
-               progress: Progress | None = None) -> Path:
+def write_coco(
+    masks: Mapping[str, MaskLike],
+    dataset: Dataset | ClassMap,
+    dst: str | os.PathLike,
+    *,
+    polygons: bool = False,
+    tolerance: float = 0.0,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Path:
     """Write ``masks`` (``{stem: (H, W) uint8 mask or PNG path}``) as one COCO JSON; returns its path.
 
     ``dataset`` gives the class map and the image files (for ``file_name`` and a size check);
@@ -110,12 +124,16 @@ def write_coco(masks: Mapping[str, MaskLike], dataset: Dataset | ClassMap, dst: 
     masks. Raises ``OutputExistsError`` if the file exists and not ``overwrite``.
     """
     out = check_can_write(coco_path(dst), overwrite)
+    refuse_overwriting_inputs([out], input_files(masks, dataset))
     ds = dataset if isinstance(dataset, Dataset) else None
     cmap = dataset.classmap if isinstance(dataset, Dataset) else dataset
     stems = ordered_stems(masks, ds)
     names = _file_names(ds, stems)
     by_stem = ds.by_stem() if ds is not None else {}
-    images, annotations, ignored, unchecked, bad = [], [], 0, 0, {}
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    ignored, unchecked = 0, 0
+    bad: dict[str, str] = {}
     for n, stem in enumerate(stems, start=1):
         mask = as_mask(masks[stem], stem, cmap)
         h, w = mask.shape
@@ -158,6 +176,6 @@ def read_coco_masks(path: str | os.PathLike) -> tuple[LazyMasks, ClassMap]:
     coco = parse_coco(path)
     loaders, sources = {}, {}
     for stem, image in zip(coco.stems(), coco.images):
-        loaders[stem] = (lambda im=image: coco.mask(im))
+        loaders[stem] = lambda im=image: coco.mask(im)
         sources[stem] = f"{coco.path}:{image.file_name}"
-    return LazyMasks(loaders, sources), coco.classmap
+    return LazyMasks(loaders, sources, (coco.path,)), coco.classmap

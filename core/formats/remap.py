@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
+from functools import partial
+
+import numpy as np
 
 from core.classmap import ClassMap, remap_table
 from core.formats.store import LazyMasks
@@ -13,4 +16,8 @@ def remap_masks(masks: Mapping[str, MaskLike], src: ClassMap, dst: ClassMap) -> 
     """``masks`` (indices of ``src``) re-indexed to ``dst`` by class name; each on access."""
     lut = remap_table(src, dst)
     sources = getattr(masks, "sources", {})
-    return LazyMasks({s: (lambda s=s: lut[as_mask(masks[s], s, src)]) for s in masks}, sources)
+
+    def remapped(stem: str) -> np.ndarray:
+        return lut[as_mask(masks[stem], stem, src)]
+
+    return LazyMasks({s: partial(remapped, s) for s in masks}, sources, getattr(masks, "inputs", ()))

@@ -15,5 +15,12 @@ from core.initial.interactive import initial_mask_for_image
 from core.initial.result import InitialResult
 from core.initial.routes import AUTO_RECIPE, INTERACTIVE_ROUTES, ROUTES
 
-__all__ = ["AUTO_RECIPE", "INTERACTIVE_ROUTES", "ROUTES", "InitConfig", "InitialResult", "initial_mask_for_image",
-           "make_initial_masks"]
+__all__ = [
+    "AUTO_RECIPE",
+    "INTERACTIVE_ROUTES",
+    "ROUTES",
+    "InitConfig",
+    "InitialResult",
+    "initial_mask_for_image",
+    "make_initial_masks",
+]

@@ -17,8 +17,14 @@ from core.threads import torch_threads
 log = logging.getLogger(__name__)
 
 
-def make_initial_masks(dataset: Dataset, *, route: str = "auto", source: Any = None,
-                       config: InitConfig = InitConfig(), progress: Progress | None = None) -> InitialResult:
+def make_initial_masks(
+    dataset: Dataset,
+    *,
+    route: str = "auto",
+    source: Any = None,
+    config: InitConfig = InitConfig(),
+    progress: Progress | None = None,
+) -> InitialResult:
     """Round-0 masks for every image of ``dataset`` from its image-level labels.
 
     Args:
@@ -51,8 +57,9 @@ def make_initial_masks(dataset: Dataset, *, route: str = "auto", source: Any = N
     with torch_threads(config.num_threads):
         result = chosen.run(dataset, source=source, config=config, progress=progress)
     if multi and chosen.network:
-        log.warning("%d image(s) have several labels; route %s gives their foreground the first label",
-                    len(multi), result.route)
+        log.warning(
+            "%d image(s) have several labels; route %s gives their foreground the first label", len(multi), result.route
+        )
     seconds = time.perf_counter() - t0
     result.info["seconds"] = seconds
     result.info["seconds_per_image"] = seconds / len(dataset)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -27,8 +27,18 @@ class TrainedCAM:
     Use ``fit(images, labels)`` then ``maps(image, classes)``.
     """
 
-    def __init__(self, num_fg: int, *, size: int = 320, flip: bool = True, output_stride: int = 16,
-                 epochs: int = 25, lr: float = 1e-3, batch_size: int = 16, seed: int = 0):
+    def __init__(
+        self,
+        num_fg: int,
+        *,
+        size: int = 320,
+        flip: bool = True,
+        output_stride: int = 16,
+        epochs: int = 25,
+        lr: float = 1e-3,
+        batch_size: int = 16,
+        seed: int = 0,
+    ):
         import torch
         import torch.nn as nn
 
@@ -55,8 +65,13 @@ class TrainedCAM:
                 out.append(torch.flip(self.trunk(torch.flip(x, dims=[3]))[0], dims=[2]).half())
         return out
 
-    def fit(self, images: Sequence[np.ndarray] | Callable[[int], np.ndarray], labels: Sequence[Sequence[int]],
-            *, progress: Progress | None = None) -> "TrainedCAM":
+    def fit(
+        self,
+        images: Sequence[np.ndarray] | Callable[[int], np.ndarray],
+        labels: Sequence[Sequence[int]],
+        *,
+        progress: Progress | None = None,
+    ) -> TrainedCAM:
         """Train on images (or a loader ``i -> image``) with class-index label lists (1-based)."""
         import torch
         import torch.nn.functional as F
@@ -80,7 +95,7 @@ class TrainedCAM:
             order = rng.permutation(n)
             total = 0.0
             for b in range(0, n, self.batch_size):
-                idx = order[b:b + self.batch_size]
+                idx = order[b : b + self.batch_size]
                 logits = []
                 for i in idx:
                     views = cache[i]

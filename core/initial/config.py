@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from core.config import check_known_fields
 from core.postprocess.crf import CRFParams, lift_legacy_crf
@@ -135,8 +136,14 @@ class InitConfig:
             raise ValueError(f"InitConfig.cam_output_stride must be 16 or 32, got {self.cam_output_stride}")
         if not self.cam_scales or any(s <= 0 for s in self.cam_scales):
             raise ValueError(f"InitConfig.cam_scales must be positive numbers, got {self.cam_scales}")
-        for name in ("box_threshold", "prob_fg_threshold", "fuse_weight", "box_margin", "centre_box",
-                     "simple_max_fraction"):
+        for name in (
+            "box_threshold",
+            "prob_fg_threshold",
+            "fuse_weight",
+            "box_margin",
+            "centre_box",
+            "simple_max_fraction",
+        ):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"InitConfig.{name} must lie in [0, 1], got {v}")
@@ -144,7 +151,7 @@ class InitConfig:
             raise ValueError("InitConfig.simple_stems must be a list of stems, not one string")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "InitConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> InitConfig:
         """Build from a plain mapping (e.g. JSON); unknown keys raise listing the known ones."""
         kw = lift_legacy_crf(data)
         check_known_fields(cls, kw)

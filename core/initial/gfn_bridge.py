@@ -6,7 +6,8 @@ Thin glue over ``core.network`` and ``core.training`` (their contracts in ARCHIT
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +33,9 @@ def gfn_config(cfg: InitConfig, num_classes: int):
     return GFNConfig.from_dict({**dict(cfg.gfn), "num_classes": num_classes})
 
 
-def train_gfn(pairs: Sequence[tuple[Any, np.ndarray]], num_classes: int, cfg: InitConfig, *,
-              progress: Progress | None = None):
+def train_gfn(
+    pairs: Sequence[tuple[Any, np.ndarray]], num_classes: int, cfg: InitConfig, *, progress: Progress | None = None
+):
     """Build and train a GFN on ``(image path | array, (H, W) uint8 mask)`` pairs (255 = ignore)."""
     try:
         from core.network.factory import build_model

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -29,8 +29,9 @@ def box_from_map(coarse: np.ndarray, threshold: float, margin: float) -> tuple[i
     return (max(0, xs.min() - dx), max(0, ys.min() - dy), min(w, xs.max() + 1 + dx), min(h, ys.max() + 1 + dy))
 
 
-def seed_mask(coarse: np.ndarray, box: tuple[int, int, int, int], *, prob_fg: float,
-              sure_fg: float = 1.1) -> np.ndarray:
+def seed_mask(
+    coarse: np.ndarray, box: tuple[int, int, int, int], *, prob_fg: float, sure_fg: float = 1.1
+) -> np.ndarray:
     """GrabCut mask: sure bg outside ``box``; inside, probable fg where ``coarse >= prob_fg``,
     probable bg elsewhere; sure fg where ``coarse >= sure_fg``."""
     x0, y0, x1, y1 = box
@@ -55,10 +56,19 @@ def union_box(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int])
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
-def grabcut_from_map(image: np.ndarray, coarse: np.ndarray, *, box_threshold: float, box_margin: float,
-                     prob_fg: float, sure_fg: float = 1.1, iters: int = 5, seed: int = 0,
-                     fixed_box: tuple[int, int, int, int] | None = None, union: bool = False
-                     ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+def grabcut_from_map(
+    image: np.ndarray,
+    coarse: np.ndarray,
+    *,
+    box_threshold: float,
+    box_margin: float,
+    prob_fg: float,
+    sure_fg: float = 1.1,
+    iters: int = 5,
+    seed: int = 0,
+    fixed_box: tuple[int, int, int, int] | None = None,
+    union: bool = False,
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """Foreground ``(h, w)`` bool from an ``(h, w)`` coarse map in [0, 1], and the box used.
 
     The box is the map's (``fixed_box is None``), ``fixed_box`` (e.g. a centred box), or with
@@ -77,10 +87,16 @@ def grabcut_from_map(image: np.ndarray, coarse: np.ndarray, *, box_threshold: fl
     return clean_binary(fg, min_rel_area=0.1), box
 
 
-def grabcut_interactive(image: np.ndarray, *, box: Box | None = None,
-                        points: Sequence[Point] | None = None,
-                        coarse: np.ndarray | None = None, prob_fg: float = 0.3, iters: int = 5,
-                        seed: int = 0) -> np.ndarray:
+def grabcut_interactive(
+    image: np.ndarray,
+    *,
+    box: Box | None = None,
+    points: Sequence[Point] | None = None,
+    coarse: np.ndarray | None = None,
+    prob_fg: float = 0.3,
+    iters: int = 5,
+    seed: int = 0,
+) -> np.ndarray:
     """GrabCut from a user box and/or clicks.
 
     Args:
@@ -99,8 +115,12 @@ def grabcut_interactive(image: np.ndarray, *, box: Box | None = None,
         x0, y0, x1, y1 = (float(v) for v in box)
         if not (x1 > x0 and y1 > y0):
             raise ValueError(f"box must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box}")
-        bx = (int(np.clip(np.floor(x0), 0, w - 1)), int(np.clip(np.floor(y0), 0, h - 1)),
-              int(np.clip(np.ceil(x1), 1, w)), int(np.clip(np.ceil(y1), 1, h)))
+        bx = (
+            int(np.clip(np.floor(x0), 0, w - 1)),
+            int(np.clip(np.floor(y0), 0, h - 1)),
+            int(np.clip(np.ceil(x1), 1, w)),
+            int(np.clip(np.ceil(y1), 1, h)),
+        )
         if coarse is None:
             gc = seed_mask(np.ones((h, w), np.float32), bx, prob_fg=0.5)
         else:
@@ -124,5 +144,5 @@ def grabcut_interactive(image: np.ndarray, *, box: Box | None = None,
                 raise ValueError(f"point labels must be 1 (foreground) or 0 (background), got {lab!r}")
             if not (0 <= x < w and 0 <= y < h):
                 raise ValueError(f"point ({x}, {y}) lies outside the image of size {w}x{h}")
-            cv2.circle(gc, (int(round(x)), int(round(y))), r, int(cv2.GC_FGD if int(lab) == 1 else cv2.GC_BGD), -1)
+            cv2.circle(gc, (round(x), round(y)), r, int(cv2.GC_FGD if int(lab) == 1 else cv2.GC_BGD), -1)
     return run_grabcut(image, gc, iters=iters, seed=seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -180,8 +180,15 @@ class ImagenetCAM:
     by its maximum.
     """
 
-    def __init__(self, *, size: int = 320, scales: Sequence[float] = (1.0,), flip: bool = True,
-                 output_stride: int = 16, top_k: int = 5):
+    def __init__(
+        self,
+        *,
+        size: int = 320,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = True,
+        output_stride: int = 16,
+        top_k: int = 5,
+    ):
         self.size, self.scales, self.flip = int(size), tuple(scales), bool(flip)
         self.top_k = int(top_k)
         self.features, self.fc = load_mobilenet(output_stride)
@@ -201,17 +208,15 @@ class ImagenetCAM:
         import torch
 
         h, w = image.shape[:2]
-        feats = []
-        logits_sum = None
+        feats, logits = [], []
         with torch.no_grad():
             for x, flipped in self._views(image):
                 f = self.features(x)[0]  # (1280, h', w')
                 if flipped:
                     f = torch.flip(f, dims=[2])
                 feats.append(f)
-                lg = self.fc(f.mean(dim=(1, 2)))
-                logits_sum = lg if logits_sum is None else logits_sum + lg
-            probs = torch.softmax(logits_sum / len(feats), dim=0)
+                logits.append(self.fc(f.mean(dim=(1, 2))))
+            probs = torch.softmax(sum(logits[1:], logits[0]) / len(feats), dim=0)  # mean over the views
             if indices is None:
                 weights_p, idx = probs.topk(self.top_k)
             else:

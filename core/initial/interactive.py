@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,9 +19,16 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def initial_mask_for_image(image: np.ndarray, class_index: int, route: str = "grabcut", box: Sequence[float] | None = None,
-                           points: Sequence[Point] | None = None, num_classes: int = 2, *,
-                           config: InitConfig = InitConfig()) -> tuple[np.ndarray, float]:
+def initial_mask_for_image(
+    image: np.ndarray,
+    class_index: int,
+    route: str = "grabcut",
+    box: Sequence[float] | None = None,
+    points: Sequence[Point] | None = None,
+    num_classes: int = 2,
+    *,
+    config: InitConfig = InitConfig(),
+) -> tuple[np.ndarray, float]:
     """A mask for one image, optionally guided by a user box and clicks.
 
     Args:
@@ -55,7 +62,13 @@ def initial_mask_for_image(image: np.ndarray, class_index: int, route: str = "gr
     work = resize_longest(image, config.work_size)
     s = work.shape[1] / w
     wbox = None if box is None else tuple(float(v) * s for v in box)
-    wpoints = None if points is None else [(min(float(x) * s, work.shape[1] - 1), min(float(y) * s, work.shape[0] - 1),
-                                            int(lab)) for x, y, lab in points]
+    wpoints = (
+        None
+        if points is None
+        else [
+            (min(float(x) * s, work.shape[1] - 1), min(float(y) * s, work.shape[0] - 1), int(lab))
+            for x, y, lab in points
+        ]
+    )
     fg, score = for_image(image, work, box=wbox, points=wpoints, config=config)
     return (fg * int(class_index)).astype(np.uint8), float(score)

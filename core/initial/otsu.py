@@ -77,15 +77,20 @@ def otsu_mask(image: np.ndarray, cfg: InitConfig) -> tuple[np.ndarray, OtsuStats
         fg = ~fg
     k = max(1, round(0.01 * max(h, w)))
     fg = clean_binary(fg, min_rel_area=0.1, hole_area=0.005, open_px=k)
-    stats = OtsuStats(border_std=border_std, separability=sep, fg_fraction=float(fg.mean()),
-                      border_fg=float(fg[border].mean()))
+    stats = OtsuStats(
+        border_std=border_std, separability=sep, fg_fraction=float(fg.mean()), border_fg=float(fg[border].mean())
+    )
     return fg, stats
 
 
 def is_simple(stats: OtsuStats, cfg: InitConfig) -> bool:
     """Whether an image passes the simple-background criteria."""
-    return (stats.border_std <= cfg.simple_border_std and stats.separability >= cfg.simple_separability
-            and 0.02 <= stats.fg_fraction <= 0.85 and stats.border_fg <= 0.1)
+    return (
+        stats.border_std <= cfg.simple_border_std
+        and stats.separability >= cfg.simple_separability
+        and 0.02 <= stats.fg_fraction <= 0.85
+        and stats.border_fg <= 0.1
+    )
 
 
 def pick_simple(stats: list[OtsuStats], cfg: InitConfig) -> list[int]:

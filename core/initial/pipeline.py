@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,8 +26,16 @@ def _assign(fg: np.ndarray, cams: np.ndarray, classes: Sequence[int]) -> np.ndar
     return np.where(fg, best, 0).astype(np.uint8)
 
 
-def image_probs(image: np.ndarray, cams: np.ndarray, classes: Sequence[int], num_classes: int, kind: str,
-                cfg: InitConfig, *, centre: bool = False) -> tuple[np.ndarray, float, dict]:
+def image_probs(
+    image: np.ndarray,
+    cams: np.ndarray,
+    classes: Sequence[int],
+    num_classes: int,
+    kind: str,
+    cfg: InitConfig,
+    *,
+    centre: bool = False,
+) -> tuple[np.ndarray, float, dict]:
     """Probabilities ``(K, h, w)`` and a confidence in [0, 1] for one working-size image.
 
     Args:
@@ -46,12 +54,18 @@ def image_probs(image: np.ndarray, cams: np.ndarray, classes: Sequence[int], num
         q = crf(image, p_cam, cfg)
         return q, margin_confidence(q), extra
     coarse = cams.max(0)
-    fg, box = grabcut_from_map(image, coarse, box_threshold=cfg.box_threshold,
-                               box_margin=0.0 if centre else cfg.box_margin, prob_fg=cfg.prob_fg_threshold,
-                               sure_fg=cfg.sure_fg_threshold, iters=cfg.grabcut_iters, seed=cfg.seed,
-                               fixed_box=(centre_box(image.shape[:2], cfg.centre_box)
-                                          if cfg.box_mode != "map" and not centre else None),
-                               union=cfg.box_mode == "union")
+    fg, box = grabcut_from_map(
+        image,
+        coarse,
+        box_threshold=cfg.box_threshold,
+        box_margin=0.0 if centre else cfg.box_margin,
+        prob_fg=cfg.prob_fg_threshold,
+        sure_fg=cfg.sure_fg_threshold,
+        iters=cfg.grabcut_iters,
+        seed=cfg.seed,
+        fixed_box=(centre_box(image.shape[:2], cfg.centre_box) if cfg.box_mode != "map" and not centre else None),
+        union=cfg.box_mode == "union",
+    )
     extra["box"] = box
     hard = onehot(_assign(fg, cams, classes), num_classes)
     if kind == "grabcut":

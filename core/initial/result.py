@@ -39,8 +39,9 @@ class Collector:
         self.probs: dict[str, np.ndarray] | None = {} if keep_probs else None
         self.scores: dict[str, float] = {}
 
-    def add(self, stem: str, probs: np.ndarray, full_hw: tuple[int, int], score: float,
-            mask: np.ndarray | None = None) -> None:
+    def add(
+        self, stem: str, probs: np.ndarray, full_hw: tuple[int, int], score: float, mask: np.ndarray | None = None
+    ) -> None:
         """Store working-size ``probs`` (and optionally a hard ``mask``) resized to ``full_hw``."""
         p = resize_probs(probs, full_hw)
         self.masks[stem] = resize_mask(mask, full_hw) if mask is not None else p.argmax(0).astype(np.uint8)
@@ -50,4 +51,3 @@ class Collector:
 
     def result(self, route: str, info: dict) -> InitialResult:
         return InitialResult(masks=self.masks, probs=self.probs, scores=self.scores, route=route, info=info)
-

@@ -11,32 +11,68 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
+from core.data.voc_labelmap import VOC_CLASSES
+
 log = logging.getLogger(__name__)
 
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-               "train", "tvmonitor")
 
 VOC_SYNONYMS: dict[str, str] = {
-    "airplane": "aeroplane", "plane": "aeroplane", "aircraft": "aeroplane", "jet": "aeroplane",
-    "bike": "bicycle", "motorcycle": "motorbike", "scooter": "motorbike",
-    "ship": "boat", "yacht": "boat", "canoe": "boat",
-    "kitten": "cat", "puppy": "dog", "pony": "horse", "foal": "horse",
-    "cattle": "cow", "calf": "cow", "ox": "cow", "lamb": "sheep",
-    "people": "person", "man": "person", "woman": "person", "child": "person", "pedestrian": "person",
-    "table": "diningtable", "dining table": "diningtable", "couch": "sofa",
-    "tv": "tvmonitor", "monitor": "tvmonitor", "television": "tvmonitor", "screen": "tvmonitor",
-    "plant": "pottedplant", "potted plant": "pottedplant", "flower": "pottedplant", "orchid": "pottedplant",
-    "truck": "car", "van": "car", "taxi": "car", "locomotive": "train", "tram": "train",
-    "parrot": "bird", "eagle": "bird", "sparrow": "bird",
+    "airplane": "aeroplane",
+    "plane": "aeroplane",
+    "aircraft": "aeroplane",
+    "jet": "aeroplane",
+    "bike": "bicycle",
+    "motorcycle": "motorbike",
+    "scooter": "motorbike",
+    "ship": "boat",
+    "yacht": "boat",
+    "canoe": "boat",
+    "kitten": "cat",
+    "puppy": "dog",
+    "pony": "horse",
+    "foal": "horse",
+    "cattle": "cow",
+    "calf": "cow",
+    "ox": "cow",
+    "lamb": "sheep",
+    "people": "person",
+    "man": "person",
+    "woman": "person",
+    "child": "person",
+    "pedestrian": "person",
+    "table": "diningtable",
+    "dining table": "diningtable",
+    "couch": "sofa",
+    "tv": "tvmonitor",
+    "monitor": "tvmonitor",
+    "television": "tvmonitor",
+    "screen": "tvmonitor",
+    "plant": "pottedplant",
+    "potted plant": "pottedplant",
+    "flower": "pottedplant",
+    "orchid": "pottedplant",
+    "truck": "car",
+    "van": "car",
+    "taxi": "car",
+    "locomotive": "train",
+    "tram": "train",
+    "parrot": "bird",
+    "eagle": "bird",
+    "sparrow": "bird",
 }
 
-VOC_MODELS = ("deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large", "fcn_resnet50", "fcn_resnet101",
-              "deeplabv3_resnet50", "deeplabv3_resnet101")
+VOC_MODELS = (
+    "deeplabv3_mobilenet_v3_large",
+    "lraspp_mobilenet_v3_large",
+    "fcn_resnet50",
+    "fcn_resnet101",
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+)
 
 
 def voc_class(name: str, overrides: Mapping[str, str] | None = None) -> str | None:
@@ -46,7 +82,9 @@ def voc_class(name: str, overrides: Mapping[str, str] | None = None) -> str | No
         if overrides and k in overrides:
             v = overrides[k]
             if v not in VOC_CLASSES[1:] and v not in ("object", "any"):
-                raise ValueError(f"voc_map maps {name!r} to {v!r}, not a VOC class; VOC classes: {list(VOC_CLASSES[1:])}")
+                raise ValueError(
+                    f"voc_map maps {name!r} to {v!r}, not a VOC class; VOC classes: {list(VOC_CLASSES[1:])}"
+                )
             return None if v in ("object", "any") else v
         if k.replace(" ", "") in VOC_CLASSES[1:]:
             return k.replace(" ", "")
@@ -69,8 +107,10 @@ def load_voc_model(name: str, weights: str | None):
         try:
             model = fn(weights=weights)
         except Exception as exc:
-            raise RuntimeError(f"could not load the {name} weights {weights!r} (torchvision downloads them on "
-                               f"first use; is the internet reachable?): {exc}") from exc
+            raise RuntimeError(
+                f"could not load the {name} weights {weights!r} (torchvision downloads them on "
+                f"first use; is the internet reachable?): {exc}"
+            ) from exc
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -88,10 +128,10 @@ def voc_foreground(model, image: np.ndarray, voc_name: str | None, *, flip: bool
         p = torch.softmax(model(x)["out"], dim=1)
         if flip:
             p = (p + torch.flip(torch.softmax(model(torch.flip(x, dims=[3]))["out"], dim=1), dims=[3])) / 2
-    p = p[0].numpy()
+    probs = p[0].numpy()
     if voc_name is None:
-        return (1.0 - p[0]).astype(np.float32)
-    return p[VOC_CLASSES.index(voc_name)].astype(np.float32)
+        return (1.0 - probs[0]).astype(np.float32)
+    return probs[VOC_CLASSES.index(voc_name)].astype(np.float32)
 
 
 def binarise_source_mask(mask: np.ndarray) -> np.ndarray:

@@ -1,7 +1,10 @@
 """Robust image and mask reading.
 
 Every image comes back as ``(H, W, 3) uint8`` RGB: EXIF orientation applied, grayscale, RGBA,
-palette, CMYK and 16-bit images converted. Masks come back as ``(H, W) uint8`` class indices.
+palette, CMYK and 16-bit images converted (16-bit data by its real range, so 12-bit pictures are
+not darkened). Masks come back as ``(H, W) uint8`` class indices. A picture whose header claims
+more than ``MAX_IMAGE_PIXELS`` is refused before it is decoded; ``check_images`` decodes enough of
+each file to find truncation (see ``core.io.decode``).
 """
 
 from __future__ import annotations
@@ -9,72 +12,74 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from core.io.atomic import atomic_path
+from core.io.decode import MAX_IMAGE_PIXELS, ImageReadError, draft, opened, orientation, to_rgb
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
-
-class ImageReadError(ValueError):
-    """One or more images could not be read; ``failures`` maps each path to its reason."""
-
-    def __init__(self, failures: dict[str, str]):
-        self.failures = dict(failures)
-        lines = "\n".join(f"  {p}: {why}" for p, why in self.failures.items())
-        super().__init__(f"{len(self.failures)} image(s) could not be read:\n{lines}")
-
-
-def _to_rgb(img: Image.Image) -> np.ndarray:
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = arr.max() if arr.size else 0.0
-        scale = 255.0 / (65535.0 if hi > 255 else max(hi, 1.0) if img.mode == "I" else 65535.0)
-        arr = np.clip(arr * scale, 0, 255).astype(np.uint8)
-        return np.repeat(arr[..., None], 3, axis=2)
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        img = img.convert("RGBA")
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, img)
-    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy (np.asarray of PIL is read-only)
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS",
+    "ImageReadError",
+    "check_images",
+    "encode_png",
+    "image_size",
+    "list_images",
+    "read_image",
+    "read_mask",
+    "verify_image",
+    "write_image",
+    "write_mask",
+]
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one image as ``(H, W, 3) uint8`` RGB; raises ``ImageReadError`` naming the file."""
+def read_image(path: str | os.PathLike, *, max_side: int | None = None) -> np.ndarray:
+    """Read one image as ``(H, W, 3) uint8`` RGB; raises ``ImageReadError`` naming the file.
+
+    ``max_side``: a JPEG larger than twice this is decoded at a reduced DCT scale (1/2, 1/4 or
+    1/8) whose longer side is still at least ``max_side``, so a huge photo never sits in memory
+    at full size; the result is then smaller than the file's own size (callers resize further).
+    Other formats always decode at full size.
+    """
     path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return _to_rgb(img)
-    except FileNotFoundError:
-        raise ImageReadError({str(path): "file not found"}) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError({str(path): f"not a readable image ({exc.__class__.__name__}: {exc})"}) from None
+    with opened(path) as img:
+        if max_side is not None:
+            draft(img, max_side)
+        return to_rgb(path, img)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(height, width)`` after EXIF orientation, reading only the header where possible."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
-    except FileNotFoundError:
-        raise ImageReadError({str(path): "file not found"}) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError({str(path): f"not a readable image ({exc})"}) from None
-    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+    with opened(path) as img:
+        w, h = img.size
+        turned = orientation(img) in (5, 6, 7, 8)
+    return (w, h) if turned else (h, w)
+
+
+def verify_image(path: str | os.PathLike) -> None:
+    """Decode enough of ``path`` to find a truncated or corrupt file; raises ``ImageReadError``.
+
+    PNGs are checked chunk by chunk (CRCs, up to the end marker), JPEGs fully decoded at 1/8
+    scale (every byte is read, little memory), other formats fully decoded.
+    """
+    with opened(path) as img:
+        if img.format == "PNG":
+            img.verify()
+            return
+        draft(img, 1)
+        img.load()
 
 
 def check_images(paths: Iterable[str | os.PathLike], *, skip_bad: bool = False) -> list[Path]:
-    """Verify every image opens; return the good ones.
+    """Verify every image decodes (``verify_image``); return the good ones.
 
     With ``skip_bad=False`` one ``ImageReadError`` lists every bad file; with ``skip_bad=True``
     bad files are dropped with a warning each.
@@ -84,12 +89,11 @@ def check_images(paths: Iterable[str | os.PathLike], *, skip_bad: bool = False) 
     for p in paths:
         p = Path(p)
         try:
-            with Image.open(p) as img:
-                img.verify()
+            verify_image(p)
             good.append(p)
-        except FileNotFoundError:
-            failures[str(p)] = "file not found"
-        except Exception as exc:  # PIL raises many types for corrupt files
+        except ImageReadError as exc:
+            failures.update(exc.failures)
+        except Exception as exc:  # PIL's decoders raise many other types for corrupt files
             failures[str(p)] = f"not a readable image ({exc.__class__.__name__}: {exc})"
     if failures:
         if not skip_bad:
@@ -112,25 +116,17 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Read a class-index mask PNG as ``(H, W) uint8``. Palette PNGs give their indices."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("P", "L"):
-                arr = np.asarray(img, dtype=np.uint8)
-            elif img.mode in ("I", "I;16", "I;16B", "I;16L"):
-                raw = np.asarray(img)
-                if raw.max(initial=0) > 255:
-                    raise ValueError(f"mask values up to {raw.max()} do not fit class indices 0..255")
-                arr = raw.astype(np.uint8)
-            elif img.mode == "1":
-                arr = np.asarray(img, dtype=np.uint8)
-            else:
-                raise ValueError(f"mode {img.mode} is not a single-channel class-index mask")
-    except FileNotFoundError:
-        raise ImageReadError({str(path): "mask file not found"}) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError({str(path): f"not a readable mask ({exc})"}) from None
+    with opened(path, "mask") as img:
+        img.load()
+        if img.mode in ("P", "L", "1"):
+            arr = np.asarray(img, dtype=np.uint8)
+        elif img.mode in ("I", "I;16", "I;16B", "I;16L"):
+            raw = np.asarray(img)
+            if raw.size and (raw.max() > 255 or raw.min() < 0):
+                raise ValueError(f"mask values {raw.min()}..{raw.max()} do not fit class indices 0..255")
+            arr = raw.astype(np.uint8)
+        else:
+            raise ValueError(f"mode {img.mode} is not a single-channel class-index mask")
     return np.array(arr, dtype=np.uint8)  # a writable, contiguous copy
 
 
@@ -147,8 +143,9 @@ def encode_png(array: np.ndarray, palette: Sequence[int] | None = None) -> bytes
     return buf.getvalue()
 
 
-def write_mask(path: str | os.PathLike, mask: np.ndarray, *, overwrite: bool = True,
-               palette: Sequence[int] | None = None) -> Path:
+def write_mask(
+    path: str | os.PathLike, mask: np.ndarray, *, overwrite: bool = True, palette: Sequence[int] | None = None
+) -> Path:
     """Write a ``(H, W) uint8`` class-index mask as PNG, atomically."""
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")

@@ -28,8 +28,7 @@ def _dilate(b: np.ndarray, tolerance: int) -> np.ndarray:
     return cv2.dilate(b.astype(np.uint8), k).astype(bool)
 
 
-def boundary_fscore(pred: np.ndarray, gt: np.ndarray, tolerance: int = 2,
-                    ignore_index: int = IGNORE_INDEX) -> float:
+def boundary_fscore(pred: np.ndarray, gt: np.ndarray, tolerance: int = 2, ignore_index: int = IGNORE_INDEX) -> float:
     """F-score in [0, 1] of the boundary pixels of ``pred`` against those of ``gt``.
 
     ``pred``, ``gt``: ``(H, W)`` uint8 class indices (``pred`` resized to ``gt`` by nearest

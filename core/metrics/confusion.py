@@ -32,7 +32,7 @@ class ConfusionMatrix:
         """``(K, K) int64`` counts, rows = ground truth, columns = prediction."""
         return self._counts[:, : self.num_classes].copy()
 
-    def update(self, pred: np.ndarray, gt: np.ndarray) -> "ConfusionMatrix":
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> ConfusionMatrix:
         """Add one image: ``pred`` and ``gt`` are ``(H, W)`` uint8 class indices (``pred`` of any size).
 
         Raises ``ValueError`` for a class index outside ``0..K-1`` (other than the ignore index).
@@ -52,7 +52,7 @@ class ConfusionMatrix:
             self._counts[:, k] += table[:k, ign]
         return self
 
-    def truncated(self, num_classes: int) -> "ConfusionMatrix":
+    def truncated(self, num_classes: int) -> ConfusionMatrix:
         """A copy keeping classes ``0..num_classes-1``; raises if a dropped class has any count."""
         k = self.num_classes
         if num_classes > k:
@@ -65,7 +65,7 @@ class ConfusionMatrix:
         out._counts[:, num_classes] = self._counts[:num_classes, k]
         return out
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         if other.num_classes != self.num_classes:
             raise ValueError(f"cannot merge {other.num_classes}-class into {self.num_classes}-class matrix")
         self._counts += other._counts

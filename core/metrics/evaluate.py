@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -48,6 +48,7 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         """JSON-ready: NaN becomes ``None``; ``confusion`` is a nested list (rows = ground truth)."""
+
         def num(v: float) -> float | None:
             return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
@@ -80,17 +81,32 @@ def common_stems(pred: Mapping[str, object], gt: Mapping[str, object]) -> tuple[
             f"{len(gt)} ground-truth masks (e.g. {list(gt)[:3]})"
         )
     if only_gt:
-        log.warning("%d ground-truth mask(s) have no prediction and are not evaluated: %s%s",
-                    len(only_gt), only_gt[:5], " ..." if len(only_gt) > 5 else "")
+        log.warning(
+            "%d ground-truth mask(s) have no prediction and are not evaluated: %s%s",
+            len(only_gt),
+            only_gt[:5],
+            " ..." if len(only_gt) > 5 else "",
+        )
     if only_pred:
-        log.warning("%d prediction(s) have no ground truth and are not evaluated: %s%s",
-                    len(only_pred), only_pred[:5], " ..." if len(only_pred) > 5 else "")
+        log.warning(
+            "%d prediction(s) have no ground truth and are not evaluated: %s%s",
+            len(only_pred),
+            only_pred[:5],
+            " ..." if len(only_pred) > 5 else "",
+        )
     return both, only_pred, only_gt
 
 
-def evaluate_masks(pred: Mapping[str, MaskLike], gt: Mapping[str, MaskLike], num_classes: int | None = None,
-                   class_names: Sequence[str] | None = None, *, ignore_index: int = IGNORE_INDEX,
-                   tolerance: int = 2, progress: Progress | None = None) -> EvalResult:
+def evaluate_masks(
+    pred: Mapping[str, MaskLike],
+    gt: Mapping[str, MaskLike],
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    *,
+    ignore_index: int = IGNORE_INDEX,
+    tolerance: int = 2,
+    progress: Progress | None = None,
+) -> EvalResult:
     """Score ``pred`` against ``gt`` (``{stem: (H, W) uint8 mask or PNG path}``) on their common stems.
 
     ``num_classes``: K, background included (``None``: the largest index seen + 1, at least 2).

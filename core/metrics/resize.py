@@ -12,5 +12,6 @@ def match_size(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
         raise ValueError(f"masks must be 2-D (H, W); got prediction {pred.shape} and ground truth {gt.shape}")
     if pred.shape == gt.shape:
         return pred
-    return cv2.resize(np.ascontiguousarray(pred, dtype=np.uint8), (gt.shape[1], gt.shape[0]),
-                      interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(
+        np.ascontiguousarray(pred, dtype=np.uint8), (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -74,18 +75,24 @@ class MobileNetV2Backbone(nn.Module):
         super().__init__()
         import torchvision.models as tvm
 
-        feats = _build("mobilenet_v2", tvm.mobilenet_v2, pretrained).features
+        feats = cast(nn.Sequential, _build("mobilenet_v2", tvm.mobilenet_v2, pretrained).features)
         if output_stride == 8:
             _dilate(feats[7:14], 2)
             _dilate(feats[14:18], 4)
         else:
             _dilate(feats[14:18], 2)
-        self.low = feats[:4]
-        self.high = feats[4:18]
+        # slices keep torchvision's module names (features.4 ...), so checkpoints keep their keys
+        self.low = cast(nn.Sequential, feats[:4])
+        self.high = cast(nn.Sequential, feats[4:18])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         low = self.low(x)
         return low, self.high(low)
+
+    def stages(self) -> list[nn.Module]:
+        """The five stages in input order, one per stride (2, 4, 8, 16, 32 before dilation):
+        ``features[0:2]``, ``[2:4]``, ``[4:7]``, ``[7:14]``, ``[14:18]``."""
+        return [self.low[0:2], self.low[2:4], self.high[0:3], self.high[3:10], self.high[10:14]]
 
 
 class ResNetBackbone(nn.Module):
@@ -101,8 +108,9 @@ class ResNetBackbone(nn.Module):
         super().__init__()
         import torchvision.models as tvm
 
-        net = _build(name, getattr(tvm, name), pretrained,
-                     replace_stride_with_dilation=[False, output_stride == 8, True])
+        net: Any = _build(
+            name, getattr(tvm, name), pretrained, replace_stride_with_dilation=[False, output_stride == 8, True]
+        )
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
 
@@ -110,8 +118,31 @@ class ResNetBackbone(nn.Module):
         low = self.layer1(self.stem(x))
         return low, self.layer4(self.layer3(self.layer2(low)))
 
+    def stages(self) -> list[nn.Module]:
+        """The five stages in input order: stem, ``layer1`` ... ``layer4``."""
+        return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
 
-def build_backbone(name: str, *, pretrained: bool, output_stride: int) -> nn.Module:
+
+NUM_STAGES = 5
+"""Every backbone has five stages (``stages()``), so ``freeze_stages`` means the same for all."""
+
+
+def freeze_stages(backbone: MobileNetV2Backbone | ResNetBackbone, n: int) -> list[nn.Parameter]:
+    """Stop gradients into the first ``n`` stages of ``backbone`` (``requires_grad=False``).
+
+    Returns the parameters it froze, so the caller can give them back their gradients
+    (``p.requires_grad_(True)``) when it is done. The stages' BatchNorm layers are left to the
+    caller's train/eval switch (see ``core.training.trainer.set_train_mode``).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= NUM_STAGES:
+        raise ValueError(f"freeze_stages must be an int in 0..{NUM_STAGES}, got {n!r}")
+    frozen = [p for stage in backbone.stages()[:n] for p in stage.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    return frozen
+
+
+def build_backbone(name: str, *, pretrained: bool, output_stride: int) -> MobileNetV2Backbone | ResNetBackbone:
     """Backbone ``name`` (one of :data:`BACKBONES`) with ``low_channels`` / ``high_channels`` attributes."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; valid backbones: {list(BACKBONES)}")

@@ -48,8 +48,13 @@ def _synced_config(model: nn.Module, config: GFNConfig) -> GFNConfig:
     return config
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: GFNConfig, classmap: ClassMap,
-                    extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    config: GFNConfig,
+    classmap: ClassMap,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``model``'s weights with ``config`` and ``classmap`` to ``path`` atomically.
 
     ``extra`` must hold plain data (numbers, strings, lists, dicts). Overwrites ``path``.

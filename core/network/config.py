@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from core.config import check_known_fields
 
@@ -79,13 +80,13 @@ class GFNConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "GFNConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> GFNConfig:
         """Build from a mapping; unknown keys are refused with the list of known ones."""
         check_known_fields(cls, data)
         return cls(**dict(data))
 
     @classmethod
-    def for_ablation(cls, name: str, **fields: Any) -> "GFNConfig":
+    def for_ablation(cls, name: str, **fields: Any) -> GFNConfig:
         """Config with the module set ``name`` (one of :data:`ABLATIONS`) plus other ``fields``."""
         if name not in ABLATIONS:
             raise ValueError(f"unknown module set {name!r}; valid: {list(ABLATIONS)}")

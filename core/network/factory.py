@@ -11,7 +11,7 @@ from core.network.gfn import GFN
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_model", "BACKBONES"]
+__all__ = ["BACKBONES", "build_model"]
 
 
 def build_model(config: GFNConfig) -> nn.Module:

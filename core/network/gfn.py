@@ -69,7 +69,7 @@ class GFN(nn.Module):
         low, high = self.backbone(x)
         hf = self.aspp(high)
         lf = self.low_proj(low) if self.low_proj is not None else None
-        if self.decoder is not None:
+        if self.decoder is not None and lf is not None:  # (a decoder implies the low-level projection)
             parts = [resize(hf, lf.shape[-2:])]
             if self.bg is not None:
                 parts.append(self.bg(hf, lf))
@@ -79,7 +79,7 @@ class GFN(nn.Module):
         else:
             coarse = self.classifier(hf)
         guide = None
-        if self.gf is not None:
+        if self.gf is not None and self.guide is not None:  # (built together)
             guide = self.guide(self.hgl(hf, lf) if self.hgl is not None else lf)
         return coarse, guide
 

@@ -10,5 +10,14 @@ from core.postprocess.grabcut import grabcut_refine, run_grabcut
 from core.postprocess.guided import guided_refine
 from core.postprocess.refine import METHODS, PostprocessConfig, refine_mask
 
-__all__ = ["METHODS", "CRFParams", "PostprocessConfig", "clean_binary", "dense_crf", "grabcut_refine", "guided_refine",
-           "refine_mask", "run_grabcut"]
+__all__ = [
+    "METHODS",
+    "CRFParams",
+    "PostprocessConfig",
+    "clean_binary",
+    "dense_crf",
+    "grabcut_refine",
+    "guided_refine",
+    "refine_mask",
+    "run_grabcut",
+]

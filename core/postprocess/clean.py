@@ -6,11 +6,12 @@ import cv2
 import numpy as np
 
 
-def clean_binary(mask: np.ndarray, *, min_rel_area: float = 0.1, hole_area: float = 0.005,
-                 open_px: int = 0) -> np.ndarray:
+def clean_binary(
+    mask: np.ndarray, *, min_rel_area: float = 0.1, hole_area: float = 0.005, open_px: int = 0
+) -> np.ndarray:
     """Keep connected components of at least ``min_rel_area`` x the largest, fill holes smaller
     than ``hole_area`` x the image, optional opening. ``(h, w)`` bool -> bool."""
-    m = mask.astype(np.uint8)
+    m: np.ndarray = mask.astype(np.uint8)
     if open_px > 0:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * open_px + 1, 2 * open_px + 1))
         m = cv2.morphologyEx(m, cv2.MORPH_OPEN, k)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class CRFParams:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CRFParams":
+    def from_dict(cls, data: Mapping[str, Any]) -> CRFParams:
         """Build from a mapping; unknown keys are refused with the list of known ones."""
         check_known_fields(cls, data)
         return cls(**dict(data))
@@ -55,7 +56,7 @@ def lift_legacy_crf(data: Mapping[str, Any]) -> dict[str, Any]:
     ``CRFParams``); a flat key wins over the same parameter in ``crf`` (it is the one-off override,
     e.g. ``--init-option crf_iters=3`` over a saved config)."""
     out = dict(data)
-    flat = {k[len(LEGACY_PREFIX):]: out.pop(k) for k in list(out) if k.startswith(LEGACY_PREFIX)}
+    flat = {k[len(LEGACY_PREFIX) :]: out.pop(k) for k in list(out) if k.startswith(LEGACY_PREFIX)}
     if not flat:
         return out
     crf = out.get("crf", {})
@@ -66,18 +67,26 @@ def lift_legacy_crf(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _densecrf():
     try:
-        import pydensecrf.densecrf as dcrf  # type: ignore[import-not-found]
+        import pydensecrf.densecrf as dcrf
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "the dense CRF needs pydensecrf (pip install pydensecrf2); "
-            f"import failed with: {exc}"
+            f"the dense CRF needs pydensecrf (pip install pydensecrf2); import failed with: {exc}"
         ) from exc
     return dcrf
 
 
-def dense_crf(image: np.ndarray, probs: np.ndarray, *, iters: int = 5, gauss_sxy: float = 3.0,
-              gauss_compat: float = 3.0, bi_sxy: float = 40.0, bi_srgb: float = 13.0,
-              bi_compat: float = 6.0, eps: float = 1e-5) -> np.ndarray:
+def dense_crf(
+    image: np.ndarray,
+    probs: np.ndarray,
+    *,
+    iters: int = 5,
+    gauss_sxy: float = 3.0,
+    gauss_compat: float = 3.0,
+    bi_sxy: float = 40.0,
+    bi_srgb: float = 13.0,
+    bi_compat: float = 6.0,
+    eps: float = 1e-5,
+) -> np.ndarray:
     """Mean-field dense CRF: unary ``-log(probs)``, Gaussian (smoothness) + bilateral (appearance).
 
     Args:
@@ -101,6 +110,6 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, *, iters: int = 5, gauss_sxy
     crf = dcrf.DenseCRF2D(w, h, k)
     crf.setUnaryEnergy(np.ascontiguousarray(-np.log(p).reshape(k, -1)))
     crf.addPairwiseGaussian(sxy=gauss_sxy, compat=gauss_compat)
-    crf.addPairwiseBilateral(sxy=bi_sxy, srgb=bi_srgb, rgbim=np.require(image, np.uint8, ['C', 'W']), compat=bi_compat)
+    crf.addPairwiseBilateral(sxy=bi_sxy, srgb=bi_srgb, rgbim=np.require(image, np.uint8, ["C", "W"]), compat=bi_compat)
     q = np.asarray(crf.inference(int(iters)), dtype=np.float32).reshape(k, h, w)
     return q

@@ -30,7 +30,8 @@ def run_grabcut(image: np.ndarray, gc_mask: np.ndarray, *, iters: int = 5, seed:
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
     try:
-        cv2.grabCut(np.ascontiguousarray(image), m, None, bgd, fgd, int(iters), cv2.GC_INIT_WITH_MASK)
+        # rect is unused in mask mode; (0, 0, 0, 0) is what OpenCV makes of None
+        cv2.grabCut(np.ascontiguousarray(image), m, (0, 0, 0, 0), bgd, fgd, int(iters), cv2.GC_INIT_WITH_MASK)
     except cv2.error as exc:  # degenerate colour statistics
         log.debug("GrabCut failed (%s); keeping the initial mask", exc)
         return fg0
@@ -41,9 +42,17 @@ def _disc(px: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
 
 
-def grabcut_refine(image: np.ndarray, mask: np.ndarray, *, probs: np.ndarray | None = None,
-                   iters: int = 5, erode_frac: float = 0.02, bg_frac: float = 0.06,
-                   confident: float = 0.8, seed: int = 0) -> np.ndarray:
+def grabcut_refine(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    probs: np.ndarray | None = None,
+    iters: int = 5,
+    erode_frac: float = 0.02,
+    bg_frac: float = 0.06,
+    confident: float = 0.8,
+    seed: int = 0,
+) -> np.ndarray:
     """GrabCut initialised from a class mask; returns the refined ``(H, W) uint8`` class mask.
 
     Seeds: sure foreground = the confident foreground (``probs`` of the pixel's class >=
@@ -77,8 +86,9 @@ def grabcut_refine(image: np.ndarray, mask: np.ndarray, *, probs: np.ndarray | N
     grown = new_fg & ~fg
     if grown.any():
         # new foreground pixels take the class of the nearest original foreground pixel
-        _, labels = cv2.distanceTransformWithLabels((~fg).astype(np.uint8), cv2.DIST_L2, 5,
-                                                    labelType=cv2.DIST_LABEL_PIXEL)
+        _, labels = cv2.distanceTransformWithLabels(
+            (~fg).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
         ys, xs = np.nonzero(fg)
         lut = np.zeros(labels.max() + 1, dtype=np.uint8)
         lut[labels[ys, xs]] = mask[ys, xs]

@@ -33,8 +33,7 @@ def _guided_cv2(guide: np.ndarray, probs: np.ndarray, radius: int, eps: float) -
     return np.stack([gf(guide, np.ascontiguousarray(c), radius, eps) for c in probs]).astype(np.float32)
 
 
-def guided_refine(image: np.ndarray, probs: np.ndarray, *, radius: int | None = None,
-                  eps: float = 1e-3) -> np.ndarray:
+def guided_refine(image: np.ndarray, probs: np.ndarray, *, radius: int | None = None, eps: float = 1e-3) -> np.ndarray:
     """Guided-filter every probability channel with the image as guidance.
 
     Args:

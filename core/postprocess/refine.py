@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
 
+from core.config import check_known_fields
 from core.postprocess.crf import CRFParams, dense_crf, lift_legacy_crf
 from core.postprocess.grabcut import grabcut_refine
 from core.postprocess.guided import guided_refine
-from core.config import check_known_fields
 
 METHODS = ("none", "grabcut", "crf", "guided")
 
@@ -61,7 +62,7 @@ class PostprocessConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PostprocessConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> PostprocessConfig:
         """Build from a mapping (``crf`` nested, or the old flat ``crf_<name>`` keys); unknown keys are
         refused with the list of known ones."""
         kw = lift_legacy_crf(data)
@@ -81,8 +82,9 @@ def _onehot(mask: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def refine_mask(image: np.ndarray, probs: np.ndarray, method: str = "grabcut", *,
-                config: PostprocessConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+def refine_mask(
+    image: np.ndarray, probs: np.ndarray, method: str = "grabcut", *, config: PostprocessConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Post-process per-pixel probabilities into a cleaner mask.
 
     Args:
@@ -119,9 +121,16 @@ def refine_mask(image: np.ndarray, probs: np.ndarray, method: str = "grabcut", *
     elif method == "guided":
         out = guided_refine(img, p, radius=cfg.guided_radius, eps=cfg.guided_eps)
     else:  # grabcut
-        m = grabcut_refine(img, p.argmax(0).astype(np.uint8), probs=p, iters=cfg.grabcut_iters,
-                           erode_frac=cfg.grabcut_erode, bg_frac=cfg.grabcut_bg,
-                           confident=cfg.grabcut_confident, seed=cfg.seed)
+        m = grabcut_refine(
+            img,
+            p.argmax(0).astype(np.uint8),
+            probs=p,
+            iters=cfg.grabcut_iters,
+            erode_frac=cfg.grabcut_erode,
+            bg_frac=cfg.grabcut_bg,
+            confident=cfg.grabcut_confident,
+            seed=cfg.seed,
+        )
         out = cfg.mix * _onehot(m, k) + (1.0 - cfg.mix) * p
     if out.shape[1:] != full_hw:
         out = _resize_stack(out, full_hw)

@@ -7,7 +7,7 @@ a folder of the run; ``load_run`` reads a run back; ``Labeller`` applies a train
 
 from core.refine.config import RunConfig
 
-__all__ = ["RunConfig", "run_autolabel", "load_run", "RunResult", "RoundInfo", "Labeller"]
+__all__ = ["Labeller", "RoundInfo", "RunConfig", "RunResult", "load_run", "run_autolabel"]
 
 
 def __getattr__(name: str):

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from core.classmap import ClassMap
 from core.progress import Progress
 from core.refine import filters
-
 from core.threads import torch_threads
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,18 @@ class Labeller:
     ``label(image, labels)`` -> ``(mask (H, W) uint8, score in [0, 1], probs (K, H, W) float32)``.
     """
 
-    def __init__(self, model, classmap: ClassMap, *, postprocess: str = "crf+grabcut", tta_flip: bool = True,
-                 max_side: int | None = 256, num_threads: int | None = None, consistency: str = "objectness",
-                 post_params: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        model,
+        classmap: ClassMap,
+        *,
+        postprocess: str = "crf+grabcut",
+        tta_flip: bool = True,
+        max_side: int | None = 256,
+        num_threads: int | None = None,
+        consistency: str = "objectness",
+        post_params: Mapping[str, Any] | None = None,
+    ):
         from core.postprocess.refine import PostprocessConfig
         from core.refine.config import CONSISTENCY, parse_chain
 
@@ -49,7 +59,7 @@ class Labeller:
         self.consistency = consistency
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, **overrides) -> "Labeller":
+    def from_checkpoint(cls, path: str | os.PathLike, **overrides) -> Labeller:
         """Load ``model.pt`` of a run round (its post-processing and sizes come from the checkpoint;
         ``overrides``: ``postprocess``, ``tta_flip``, ``max_side``, ``num_threads``, ``consistency``,
         ``post_params``)."""
@@ -66,20 +76,20 @@ class Labeller:
         return cls(ckpt.model, ckpt.classmap, **opts)
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, round_index: int | None = None, **overrides) -> "Labeller":
+    def from_run(cls, run_dir: str | os.PathLike, round_index: int | None = None, **overrides) -> Labeller:
         """The model of a run's best round (or of ``round_index``). Round 0 has no model: the nearest
         later round's model is used then."""
         from core.refine.runner import load_run
 
-        run = load_run(run_dir)
+        run = load_run(Path(run_dir))
         want = run.best_round if round_index is None else round_index
-        with_model = [r for r in run.rounds if r.checkpoint is not None]
+        with_model = [(r.index, r.checkpoint) for r in run.rounds if r.checkpoint is not None]
         if not with_model:
             raise ValueError(f"run {run_dir} has no trained model yet (only round 0 is finished)")
-        pick = next((r for r in with_model if r.index >= want), with_model[-1])
-        if pick.index != want:
-            log.info("round %d has no model; using round %d's", want, pick.index)
-        return cls.from_checkpoint(pick.checkpoint, **overrides)
+        index, checkpoint = next(((i, c) for i, c in with_model if i >= want), with_model[-1])
+        if index != want:
+            log.info("round %d has no model; using round %d's", want, index)
+        return cls.from_checkpoint(checkpoint, **overrides)
 
     def _allowed(self, labels: Sequence[str | int] | None) -> list[int] | None:
         if labels is None:
@@ -89,8 +99,9 @@ class Labeller:
         idx = [self.classmap.index(n) if isinstance(n, str) else int(n) for n in labels]
         return filters.allowed_classes(idx, self.classmap.num_classes)
 
-    def _finish(self, image: np.ndarray, probs: np.ndarray, allowed: list[int] | None
-                ) -> tuple[np.ndarray, float, np.ndarray]:
+    def _finish(
+        self, image: np.ndarray, probs: np.ndarray, allowed: list[int] | None
+    ) -> tuple[np.ndarray, float, np.ndarray]:
         from core.refine.postchain import postprocess
 
         probs = np.asarray(probs, dtype=np.float32)
@@ -103,15 +114,20 @@ class Labeller:
         score = filters.reliability(probs, mask, net_mask, None)["score"]
         return mask, score, probs
 
-    def label(self, image: ImageLike, labels: Sequence[str | int] | str | None = None
-              ) -> tuple[np.ndarray, float, np.ndarray]:
+    def label(
+        self, image: ImageLike, labels: Sequence[str | int] | str | None = None
+    ) -> tuple[np.ndarray, float, np.ndarray]:
         """Label one image (``(H, W, 3) uint8`` RGB array or path). ``labels``: the image's class
         names (or indices); pixels of other classes become background. Without labels every class
         of the class map may appear."""
         return self.label_many([image], None if labels is None else [labels])[0]
 
-    def label_many(self, images: Iterable[ImageLike], labels: Sequence[Sequence[str | int] | str | None] | None = None,
-                   progress: Progress | None = None) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    def label_many(
+        self,
+        images: Iterable[ImageLike],
+        labels: Sequence[Sequence[str | int] | str | None] | None = None,
+        progress: Progress | None = None,
+    ) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """``label`` for many images; ``labels`` is ``None`` or one entry per image (each may be ``None``)."""
         from core.io.images import read_image
         from core.training.predict import predict
@@ -133,7 +149,8 @@ class Labeller:
 
 def _check_image(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be an (H, W, 3) uint8 RGB array or a path, got "
-                         f"{getattr(image, 'shape', type(image).__name__)} {getattr(image, 'dtype', '')}")
+        raise ValueError(
+            f"image must be an (H, W, 3) uint8 RGB array or a path, got "
+            f"{getattr(image, 'shape', type(image).__name__)} {getattr(image, 'dtype', '')}"
+        )
     return image
-

@@ -13,7 +13,7 @@ Shapes: probabilities ``(K, H, W) float32`` (class 0 = background); foreground p
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

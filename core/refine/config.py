@@ -15,17 +15,42 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from core.initial.routes import ROUTE_NAMES as INIT_ROUTES
 from core.refine import config_keys
-from core.refine.sections import (CONSISTENCY, POSTPROCESS_METHODS, SECTION_TYPES, SELECT_BY, FilterSection,
-                                  InitSection, NetworkSection, PostSection, StopSection, TrainSection, parse_chain)
+from core.refine.sections import (
+    CONSISTENCY,
+    POSTPROCESS_METHODS,
+    SECTION_TYPES,
+    SELECT_BY,
+    FilterSection,
+    InitSection,
+    NetworkSection,
+    PostSection,
+    StopSection,
+    TrainSection,
+    parse_chain,
+)
 
-__all__ = ["CONSISTENCY", "INIT_ROUTES", "POSTPROCESS_METHODS", "SELECT_BY", "FilterSection", "InitSection",
-           "NetworkSection", "PostSection", "RunConfig", "StopSection", "TrainSection", "WorkingSizes",
-           "parse_chain", "working_sizes"]
+__all__ = [
+    "CONSISTENCY",
+    "INIT_ROUTES",
+    "POSTPROCESS_METHODS",
+    "SELECT_BY",
+    "FilterSection",
+    "InitSection",
+    "NetworkSection",
+    "PostSection",
+    "RunConfig",
+    "StopSection",
+    "TrainSection",
+    "WorkingSizes",
+    "parse_chain",
+    "working_sizes",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,17 +85,21 @@ class RunConfig:
     def __post_init__(self) -> None:
         for name, cls in SECTION_TYPES.items():
             if not isinstance(getattr(self, name), cls):
-                raise TypeError(f"RunConfig.{name} must be of type {cls.__name__}, got {getattr(self, name)!r} "
-                                f"(RunConfig.from_dict also takes flat and dotted names)")
+                raise TypeError(
+                    f"RunConfig.{name} must be of type {cls.__name__}, got {getattr(self, name)!r} "
+                    f"(RunConfig.from_dict also takes flat and dotted names)"
+                )
         for name, minimum in (("rounds", 0), ("seed", 0), ("source_images", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-        if self.num_threads is not None and (isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int)
-                                             or self.num_threads < 1):
+        if self.num_threads is not None and (
+            isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) or self.num_threads < 1
+        ):
             raise ValueError(f"num_threads must be None or an integer >= 1, got {self.num_threads!r}")
-        if self.max_side is not None and (isinstance(self.max_side, bool) or not isinstance(self.max_side, int)
-                                          or self.max_side < 16):
+        if self.max_side is not None and (
+            isinstance(self.max_side, bool) or not isinstance(self.max_side, int) or self.max_side < 16
+        ):
             raise ValueError(f"max_side must be None or an integer >= 16, got {self.max_side!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,12 +108,12 @@ class RunConfig:
         return {**top, **{name: getattr(self, name).to_dict() for name in SECTION_TYPES}}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         """Build from the nested form, dotted names, the flat names of older ``config.json`` files, or a
         mix; an unknown or misspelt name raises ``ValueError`` naming it with the known ones."""
         return cls._from_tree(config_keys.nest(data))
 
-    def replace(self, changes: Mapping[str, Any] | None = None, /, **kwargs: Any) -> "RunConfig":
+    def replace(self, changes: Mapping[str, Any] | None = None, /, **kwargs: Any) -> RunConfig:
         """A copy with ``changes`` and ``kwargs`` (dotted names such as ``{"train.epochs": 3}``, flat names
         such as ``epochs=3``, or whole sections); unknown names raise ``ValueError``."""
         return self._from_tree(config_keys.nest({**(changes or {}), **kwargs}, base=self.to_dict()))
@@ -93,18 +122,20 @@ class RunConfig:
         """``{dotted name: value}`` of every setting, e.g. ``{"train.epochs": 5, ...}``."""
         return config_keys.leaves(self)
 
-    def differences(self, other: "RunConfig") -> list[str]:
+    def differences(self, other: RunConfig) -> list[str]:
         """Dotted names of the settings whose values differ from ``other``'s."""
         a, b = self.settings(), other.settings()
         return [k for k in a if _jsonish(a[k]) != _jsonish(b.get(k))]
 
     @classmethod
-    def _from_tree(cls, tree: Mapping[str, Any]) -> "RunConfig":
+    def _from_tree(cls, tree: Mapping[str, Any]) -> RunConfig:
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in tree if k not in known]
         if unknown:
-            raise ValueError(f"unknown RunConfig setting(s) {unknown}; known settings: {known} (sections take "
-                             f"dotted names, e.g. train.epochs){_did_you_mean(unknown[0])}")
+            raise ValueError(
+                f"unknown RunConfig setting(s) {unknown}; known settings: {known} (sections take "
+                f"dotted names, e.g. train.epochs){_did_you_mean(unknown[0])}"
+            )
         kw = {k: SECTION_TYPES[k].from_dict(v) if k in SECTION_TYPES else v for k, v in tree.items()}
         return cls(**kw)
 
@@ -151,5 +182,6 @@ def working_sizes(config: RunConfig) -> WorkingSizes:
     """Every stage's working size, derived from ``config`` here and nowhere else."""
     side = config.max_side
     crop = config.train.crop_size if side is None else min(config.train.crop_size, side)
-    return WorkingSizes(train=side, crop=crop, predict=side, init=config.init.options.work_size,
-                        post=config.post.params.max_side)
+    return WorkingSizes(
+        train=side, crop=crop, predict=side, init=config.init.options.work_size, post=config.post.params.max_side
+    )

@@ -10,21 +10,35 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 SECTIONS = ("init", "network", "train", "post", "filters", "stop")
 """The nested sections of a ``RunConfig``; the rest are run-wide settings at the top level."""
 
 FLAT_NAMES: dict[str, str] = {
     "init_postprocess": "init.postprocess",
-    "backbone": "network.backbone", "pretrained": "network.pretrained", "warm_start": "network.warm_start",
-    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
-    "step_epochs": "train.step_epochs", "crop_size": "train.crop_size",
-    "postprocess": "post.chain", "tta_flip": "post.tta_flip", "fuse": "post.fuse",
-    "calibrate_area": "post.calibrate_area", "consistency": "post.consistency",
-    "area_min": "filters.area_min", "area_max": "filters.area_max", "ignore_margin": "filters.ignore_margin",
-    "boundary_band": "filters.boundary_band", "drop_fraction": "filters.drop_fraction",
-    "select_by": "stop.select_by", "min_gain": "stop.min_gain", "patience": "stop.patience",
+    "backbone": "network.backbone",
+    "pretrained": "network.pretrained",
+    "warm_start": "network.warm_start",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "step_epochs": "train.step_epochs",
+    "crop_size": "train.crop_size",
+    "postprocess": "post.chain",
+    "tta_flip": "post.tta_flip",
+    "fuse": "post.fuse",
+    "calibrate_area": "post.calibrate_area",
+    "consistency": "post.consistency",
+    "area_min": "filters.area_min",
+    "area_max": "filters.area_max",
+    "ignore_margin": "filters.ignore_margin",
+    "boundary_band": "filters.boundary_band",
+    "drop_fraction": "filters.drop_fraction",
+    "select_by": "stop.select_by",
+    "min_gain": "stop.min_gain",
+    "patience": "stop.patience",
     "converged_change": "stop.converged_change",
 }
 """Flat name of the RunConfig before sections (config.json files, CLI, bench ``--set``) -> dotted name.
@@ -104,7 +118,7 @@ def _set(tree: dict[str, Any], name: str, value: Any) -> None:
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is not None and not isinstance(child, Mapping) and not dataclasses.is_dataclass(child):
-            raise ValueError(f"{'.'.join(parts[:i + 1])} is a setting, not a section: cannot set {name}")
+            raise ValueError(f"{'.'.join(parts[: i + 1])} is a setting, not a section: cannot set {name}")
         node[part] = _plain(child)
         node = node[part]
     node[parts[-1]] = value
@@ -114,7 +128,7 @@ def _plain(node: Any) -> dict[str, Any]:
     """A mutable dict copy of a section given as a dict, a config object or nothing."""
     if node is None:
         return {}
-    if dataclasses.is_dataclass(node):
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
         return node.to_dict() if hasattr(node, "to_dict") else dataclasses.asdict(node)
     return dict(node)
 

@@ -26,7 +26,7 @@ def evaluate_round(dataset: Dataset, masks_dir: Path) -> dict[str, Any] | None:
     pred, gt = {}, {}
     for s in gt_ds:
         pred[s.stem] = read_mask(Path(masks_dir) / f"{s.stem}.png")
-        gt[s.stem] = s.load_mask()
+        gt[s.stem] = s.require_mask()
     res = evaluate_masks(pred, gt, dataset.classmap.num_classes, class_names=list(dataset.classmap.names))
     out = res.to_dict()
     return out

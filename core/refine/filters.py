@@ -6,7 +6,7 @@ All functions are pure numpy on one image: masks ``(H, W) uint8`` class indices 
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -22,7 +22,9 @@ def _check_mask(mask: np.ndarray, name: str = "mask") -> None:
 
 def _check_probs(probs: np.ndarray) -> None:
     if not isinstance(probs, np.ndarray) or probs.ndim != 3 or probs.shape[0] < 2:
-        raise ValueError(f"probs must be a (K, H, W) array with K >= 2, got {getattr(probs, 'shape', type(probs).__name__)}")
+        raise ValueError(
+            f"probs must be a (K, H, W) array with K >= 2, got {getattr(probs, 'shape', type(probs).__name__)}"
+        )
 
 
 def allowed_classes(labels: Iterable[int], num_classes: int) -> list[int]:
@@ -42,7 +44,7 @@ def consistent_mask(mask: np.ndarray, allowed: Sequence[int]) -> np.ndarray:
     Ignore (255) stays ignore. Returns a new ``(H, W) uint8`` mask.
     """
     _check_mask(mask)
-    keep = np.isin(mask, list(allowed) + [IGNORE_INDEX])
+    keep = np.isin(mask, [*allowed, IGNORE_INDEX])
     return np.where(keep, mask, 0).astype(np.uint8)
 
 
@@ -145,8 +147,9 @@ def margin_score(probs: np.ndarray) -> float:
     return float(m[region].mean())
 
 
-def reliability(probs: np.ndarray, mask: np.ndarray, net_mask: np.ndarray,
-                previous: np.ndarray | None) -> dict[str, float]:
+def reliability(
+    probs: np.ndarray, mask: np.ndarray, net_mask: np.ndarray, previous: np.ndarray | None
+) -> dict[str, float]:
     """Per-mask reliability in [0, 1] and its parts.
 
     - ``margin``: :func:`margin_score` of the (fused) probabilities;
@@ -179,11 +182,12 @@ def band_pixels(shape: tuple[int, int], fraction: float) -> int:
     """Band half-width in pixels for an image of ``shape``: ``fraction`` of the longer side, >= 1 if > 0."""
     if fraction <= 0:
         return 0
-    return max(1, int(round(fraction * max(shape))))
+    return max(1, round(fraction * max(shape)))
 
 
-def training_label(mask: np.ndarray, probs: np.ndarray | None, *, ignore_margin: float,
-                   band_fraction: float) -> np.ndarray:
+def training_label(
+    mask: np.ndarray, probs: np.ndarray | None, *, ignore_margin: float, band_fraction: float
+) -> np.ndarray:
     """The label a round trains on: ``mask`` with unreliable pixels set to 255.
 
     Ignored: pixels where ``argmax(probs)`` disagrees with ``mask`` (network vs post-processor),
@@ -203,8 +207,7 @@ def training_label(mask: np.ndarray, probs: np.ndarray | None, *, ignore_margin:
     return out
 
 
-def select_for_training(scores: Mapping[str, float], in_area: Mapping[str, bool],
-                        drop_fraction: float) -> list[str]:
+def select_for_training(scores: Mapping[str, float], in_area: Mapping[str, bool], drop_fraction: float) -> list[str]:
     """Stems that train the next round: area ratio accepted, minus the least reliable ``drop_fraction``.
 
     Ties are broken by stem so the choice is deterministic. Never returns an empty list when
@@ -214,6 +217,6 @@ def select_for_training(scores: Mapping[str, float], in_area: Mapping[str, bool]
         raise ValueError(f"drop_fraction must lie in [0, 1), got {drop_fraction}")
     pool = [s for s in scores if in_area.get(s, False)] or list(scores)
     ranked = sorted(pool, key=lambda s: (-float(scores[s]), s))
-    keep = max(1, int(round(len(ranked) * (1.0 - drop_fraction)))) if ranked else 0
+    keep = max(1, round(len(ranked) * (1.0 - drop_fraction))) if ranked else 0
     chosen = set(ranked[:keep])
     return [s for s in scores if s in chosen]

@@ -47,14 +47,16 @@ def init_config(config: RunConfig):
     return config.init.init_config(seed=config.seed, num_threads=config.num_threads)
 
 
-def run_initial_round(dataset: Dataset, round_path: Path, config: RunConfig, *, source: Dataset | None,
-                      progress: Progress | None) -> dict[str, Any]:
+def run_initial_round(
+    dataset: Dataset, round_path: Path, config: RunConfig, *, source: Dataset | None, progress: Progress | None
+) -> dict[str, Any]:
     """Make, filter and write round 0; returns its ``seconds`` and ``provenance``."""
     from core.initial import make_initial_masks
 
     t0 = time.perf_counter()
-    init = make_initial_masks(dataset, route=config.init.route, source=source, config=init_config(config),
-                              progress=progress)
+    init = make_initial_masks(
+        dataset, route=config.init.route, source=source, config=init_config(config), progress=progress
+    )
     t_init = time.perf_counter() - t0
     missing = [s for s in dataset.stems if s not in init.masks]
     if missing:
@@ -62,8 +64,9 @@ def run_initial_round(dataset: Dataset, round_path: Path, config: RunConfig, *, 
     t1 = time.perf_counter()
     records: dict[str, rec.ImageRecord] = {}
     k = dataset.classmap.num_classes
-    refine = bool(config.init.postprocess and init.probs and init.route in NETWORK_ROUTES
-                  and config.post.chain != "none")
+    refine = bool(
+        config.init.postprocess and init.probs and init.route in NETWORK_ROUTES and config.post.chain != "none"
+    )
     t_post = 0.0
     for i, s in enumerate(dataset):
         allowed = rec.label_indices(s, dataset)
@@ -75,27 +78,45 @@ def run_initial_round(dataset: Dataset, round_path: Path, config: RunConfig, *, 
         else:
             probs = np.asarray(probs, dtype=np.float32)
             if probs.shape != (k, *mask.shape):
-                raise ValueError(f"initial probabilities of {s.stem} have shape {probs.shape}, expected {(k, *mask.shape)}")
+                raise ValueError(
+                    f"initial probabilities of {s.stem} have shape {probs.shape}, expected {(k, *mask.shape)}"
+                )
             net_mask = probs.argmax(axis=0).astype(np.uint8)
             if refine:
                 tp = time.perf_counter()
                 mask = postprocess(read_image(s.image_path), probs, config.post.chain, params=config.post.params)[0]
                 t_post += time.perf_counter() - tp
         base = float(np.clip(init.scores.get(s.stem, 0.5), 0.0, 1.0))
-        records[s.stem] = rec.finish_image(round_path, s.stem, mask=mask, probs=probs, net_mask=net_mask,
-                                           allowed=allowed, previous=None, config=config, base_score=base)
+        records[s.stem] = rec.finish_image(
+            round_path,
+            s.stem,
+            mask=mask,
+            probs=probs,
+            net_mask=net_mask,
+            allowed=allowed,
+            previous=None,
+            config=config,
+            base_score=base,
+        )
         if progress is not None:
             progress("round 0: post-process and filter" if refine else "round 0: filter", i + 1, len(dataset))
     rec.select_next(records, config)
-    provenance = {"route": init.route, "round": 0, "model": None, "engine": __version__,
-                  "init_info": _jsonable(init.info)}
+    provenance = {
+        "route": init.route,
+        "round": 0,
+        "model": None,
+        "engine": __version__,
+        "init_info": _jsonable(init.info),
+    }
     if refine:
         provenance["postprocess"] = config.post.chain
     rec.write_scores(round_path, records, provenance)
-    seconds = {"initial": t_init, **({"postprocess": t_post} if refine else {}),
-               "filter": time.perf_counter() - t1 - t_post}
-    return {"seconds": seconds, "provenance": provenance,
-            "records": records}
+    seconds = {
+        "initial": t_init,
+        **({"postprocess": t_post} if refine else {}),
+        "filter": time.perf_counter() - t1 - t_post,
+    }
+    return {"seconds": seconds, "provenance": provenance, "records": records}
 
 
 def _jsonable(info: Any) -> Any:

@@ -23,8 +23,14 @@ MIN_KEEP = 0.25
 """A step's mask must keep at least this fraction of the network's foreground area to be trusted."""
 
 
-def postprocess(image: np.ndarray, probs: np.ndarray, spec: str, *, params: PostprocessConfig | None = None,
-                min_keep: float = MIN_KEEP) -> tuple[np.ndarray, np.ndarray]:
+def postprocess(
+    image: np.ndarray,
+    probs: np.ndarray,
+    spec: str,
+    *,
+    params: PostprocessConfig | None = None,
+    min_keep: float = MIN_KEEP,
+) -> tuple[np.ndarray, np.ndarray]:
     """Run the chain on ``image (H, W, 3) uint8`` and ``probs (K, H, W) float32`` with the steps'
     ``params`` (a run's ``post.params``; ``PostprocessConfig()`` when omitted);
     returns ``(mask (H, W) uint8, probs (K, H, W) float32)``.

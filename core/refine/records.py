@@ -7,9 +7,10 @@ with the filters' verdicts (area ratio, who trains the next round).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,14 +40,25 @@ class ImageRecord:
 def label_indices(sample: Sample, dataset: Dataset) -> list[int]:
     """Background plus the sample's own class indices; ``ValueError`` naming an unlabelled image."""
     if not sample.labels:
-        raise ValueError(f"image {sample.image_path} has no image-level label; every image needs one "
-                         f"(one of {list(dataset.classmap.foreground)})")
+        raise ValueError(
+            f"image {sample.image_path} has no image-level label; every image needs one "
+            f"(one of {list(dataset.classmap.foreground)})"
+        )
     return filters.allowed_classes([dataset.classmap.index(n) for n in sample.labels], dataset.classmap.num_classes)
 
 
-def finish_image(round_path: Path, stem: str, *, mask: np.ndarray, probs: np.ndarray, net_mask: np.ndarray,
-                 allowed: Sequence[int], previous: np.ndarray | None, config: RunConfig,
-                 base_score: float | None = None) -> ImageRecord:
+def finish_image(
+    round_path: Path,
+    stem: str,
+    *,
+    mask: np.ndarray,
+    probs: np.ndarray,
+    net_mask: np.ndarray,
+    allowed: Sequence[int],
+    previous: np.ndarray | None,
+    config: RunConfig,
+    base_score: float | None = None,
+) -> ImageRecord:
     """Apply category consistency, write ``masks/<stem>.png`` and ``probs/<stem>.npz``, return the record.
 
     ``mask``/``net_mask`` ``(H, W) uint8``, ``probs`` ``(K, H, W) float32`` at the image's size;
@@ -61,23 +73,35 @@ def finish_image(round_path: Path, stem: str, *, mask: np.ndarray, probs: np.nda
     parts = filters.reliability(probs, mask, net_mask, previous)
     score = parts["score"] if base_score is None else float(np.clip((parts["score"] + base_score) / 2, 0, 1))
     ratio = filters.area_ratio(mask)
-    return ImageRecord(score=score, changed=None if previous is None else filters.changed_fraction(mask, previous),
-                       area_ratio=ratio, margin=parts["margin"], agreement=parts["agreement"],
-                       stability=parts.get("stability"),
-                       in_area=filters.area_ok(ratio, config.filters.area_min, config.filters.area_max))
+    return ImageRecord(
+        score=score,
+        changed=None if previous is None else filters.changed_fraction(mask, previous),
+        area_ratio=ratio,
+        margin=parts["margin"],
+        agreement=parts["agreement"],
+        stability=parts.get("stability"),
+        in_area=filters.area_ok(ratio, config.filters.area_min, config.filters.area_max),
+    )
 
 
 def select_next(records: Mapping[str, ImageRecord], config: RunConfig) -> None:
     """Set ``train_next`` on every record: area filter, then drop the least reliable fraction."""
-    chosen = set(filters.select_for_training({s: r.score for s, r in records.items()},
-                                             {s: r.in_area for s, r in records.items()}, config.filters.drop_fraction))
+    chosen = set(
+        filters.select_for_training(
+            {s: r.score for s, r in records.items()},
+            {s: r.in_area for s, r in records.items()},
+            config.filters.drop_fraction,
+        )
+    )
     for s, r in records.items():
         r.train_next = s in chosen
 
 
 def write_scores(round_path: Path, records: Mapping[str, ImageRecord], provenance: Mapping[str, Any]) -> None:
-    rundir.write_json(round_path / "scores.json",
-                      {"provenance": dict(provenance), "images": {s: asdict(r) for s, r in records.items()}})
+    rundir.write_json(
+        round_path / "scores.json",
+        {"provenance": dict(provenance), "images": {s: asdict(r) for s, r in records.items()}},
+    )
 
 
 def read_scores(round_path: Path) -> tuple[dict[str, ImageRecord], dict[str, Any]]:
@@ -87,9 +111,10 @@ def read_scores(round_path: Path) -> tuple[dict[str, ImageRecord], dict[str, Any
 
 def summarise(records: Mapping[str, ImageRecord]) -> dict[str, Any]:
     """Label-free signals of a round: means of the per-image numbers."""
+
     def mean(vals: list[float | None]) -> float | None:
-        vals = [v for v in vals if v is not None]
-        return float(np.mean(vals)) if vals else None
+        present = [v for v in vals if v is not None]
+        return float(np.mean(present)) if present else None
 
     rs = list(records.values())
     return {

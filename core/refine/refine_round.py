@@ -48,12 +48,17 @@ def crop_size(config: RunConfig, pairs: list[tuple[Any, np.ndarray]] | None = No
 
 def train_config(config: RunConfig, index: int, pairs: list[tuple[Any, np.ndarray]] | None = None):
     """The round's ``TrainConfig``; with ``pairs`` the crop is capped at the largest training image."""
-    return config.train.train_config(seed=config.seed + index, max_side=working_sizes(config).train,
-                                     num_threads=config.num_threads, crop_size=crop_size(config, pairs))
+    return config.train.train_config(
+        seed=config.seed + index,
+        max_side=working_sizes(config).train,
+        num_threads=config.num_threads,
+        crop_size=crop_size(config, pairs),
+    )
 
 
-def training_pairs(dataset: Dataset, prev_path: Path, records: dict[str, rec.ImageRecord],
-                   config: RunConfig) -> list[tuple[Path, np.ndarray]]:
+def training_pairs(
+    dataset: Dataset, prev_path: Path, records: dict[str, rec.ImageRecord], config: RunConfig
+) -> list[tuple[Path, np.ndarray]]:
     """``(image path, label (H, W) uint8 with 255 = ignore)`` for the images selected to train.
 
     Labels from a network round ignore uncertain and disagreeing pixels plus the boundary band;
@@ -68,8 +73,9 @@ def training_pairs(dataset: Dataset, prev_path: Path, records: dict[str, rec.Ima
             continue
         mask = rec.previous_mask(prev_path, s.stem)
         probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz") if from_network else None
-        label = filters.training_label(mask, probs, ignore_margin=config.filters.ignore_margin,
-                                       band_fraction=config.filters.boundary_band)
+        label = filters.training_label(
+            mask, probs, ignore_margin=config.filters.ignore_margin, band_fraction=config.filters.boundary_band
+        )
         pairs.append((Path(s.image_path), label))
     if not pairs:
         raise ValueError(f"round {prev_path.name} selected no image for training")
@@ -83,26 +89,36 @@ def source_pairs(dataset: Dataset, source: Dataset | None, config: RunConfig) ->
     if config.source_images == 0:
         return []
     if not isinstance(source, Dataset):
-        raise ValueError(f"source_images={config.source_images} needs a labelled source Dataset (--source "
-                         f"IMAGES_DIR MASKS_DIR), got {type(source).__name__}")
+        raise ValueError(
+            f"source_images={config.source_images} needs a labelled source Dataset (--source "
+            f"IMAGES_DIR MASKS_DIR), got {type(source).__name__}"
+        )
     pool = [s for s in source if s.has_mask]
     if not pool:
         raise ValueError("the source has no ground-truth masks to train on")
     same = source.classmap == dataset.classmap
     if not same and len(dataset.classmap.foreground) != 1:
-        raise ValueError(f"source classes {list(source.classmap.foreground)} differ from the target's "
-                         f"{list(dataset.classmap.foreground)}; mixing the source in needs a one-class target")
+        raise ValueError(
+            f"source classes {list(source.classmap.foreground)} differ from the target's "
+            f"{list(dataset.classmap.foreground)}; mixing the source in needs a one-class target"
+        )
     rng = np.random.default_rng(config.seed)
     pick = sorted(rng.choice(len(pool), size=min(config.source_images, len(pool)), replace=False))
     out = []
     for i in pick:
-        m = pool[i].load_mask()
+        m = pool[i].require_mask()
         out.append((Path(pool[i].image_path), m if same else binarise_source_mask(m)))
     return out
 
 
-def train_round_model(dataset: Dataset, run_dir: Path, index: int, config: RunConfig,
-                      pairs: list[tuple[Path, np.ndarray]], progress: Progress | None):
+def train_round_model(
+    dataset: Dataset,
+    run_dir: Path,
+    index: int,
+    config: RunConfig,
+    pairs: list[tuple[Path, np.ndarray]],
+    progress: Progress | None,
+):
     """Build (fresh or warm-started), train and checkpoint round ``index``'s network; returns
     ``(model, {"epochs", "steps", "loss_per_epoch"})`` (the summary goes into the round's provenance)."""
     from core.network.checkpoint import load_checkpoint, save_checkpoint
@@ -119,18 +135,33 @@ def train_round_model(dataset: Dataset, run_dir: Path, index: int, config: RunCo
     if result.stopped_reason == "interrupted":  # the trainer swallows Ctrl-C; the round must not finish
         raise KeyboardInterrupt(f"training of round {index} interrupted")
     model.eval()
-    extra = {"run_config": config.to_dict(), "round": index, "engine": __version__,
-             "postprocess": config.post.chain, "max_side": working_sizes(config).predict,
-             "tta_flip": config.post.tta_flip, "consistency": config.post.consistency,
-             "post_params": config.post.params.to_dict()}
+    extra = {
+        "run_config": config.to_dict(),
+        "round": index,
+        "engine": __version__,
+        "postprocess": config.post.chain,
+        "max_side": working_sizes(config).predict,
+        "tta_flip": config.post.tta_flip,
+        "consistency": config.post.consistency,
+        "post_params": config.post.params.to_dict(),
+    }
     save_checkpoint(rundir.round_dir(run_dir, index) / "model.pt", model, gcfg, dataset.classmap, extra=extra)
-    return model, {"epochs": result.epochs_done, "steps": result.iterations,
-                   "loss_per_epoch": [round(float(v), 4) for v in result.losses]}
+    return model, {
+        "epochs": result.epochs_done,
+        "steps": result.iterations,
+        "loss_per_epoch": [round(float(v), 4) for v in result.losses],
+    }
 
 
-def predict_round(dataset: Dataset, prev_path: Path, index: int, config: RunConfig, model,
-                  prev_records: dict[str, rec.ImageRecord], progress: Progress | None
-                  ) -> tuple[dict[str, np.ndarray], float]:
+def predict_round(
+    dataset: Dataset,
+    prev_path: Path,
+    index: int,
+    config: RunConfig,
+    model,
+    prev_records: dict[str, rec.ImageRecord],
+    progress: Progress | None,
+) -> tuple[dict[str, np.ndarray], float]:
     """Predict every image (flip TTA), apply category consistency, fuse with the previous network
     round, and find the area-calibration offset (``core.refine.calibrate``).
 
@@ -167,8 +198,15 @@ def predict_round(dataset: Dataset, prev_path: Path, index: int, config: RunConf
     return fused_q, shift
 
 
-def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunConfig, *,
-                     progress: Progress | None, source: Dataset | None = None) -> dict[str, Any]:
+def run_refine_round(
+    dataset: Dataset,
+    run_dir: Path,
+    index: int,
+    config: RunConfig,
+    *,
+    progress: Progress | None,
+    source: Dataset | None = None,
+) -> dict[str, Any]:
     """Run round ``index`` (>= 1) into ``round_<index>/``; returns its ``seconds`` and ``provenance``."""
     prev_path = rundir.round_dir(run_dir, index - 1)
     round_path = rundir.round_dir(run_dir, index)
@@ -181,8 +219,13 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
     t = time.perf_counter()
     pairs = training_pairs(dataset, prev_path, prev_records, config)
     extra = source_pairs(dataset, source, config)
-    log.info("round %d: training on %d of %d images%s", index, len(pairs), len(dataset),
-             f" + {len(extra)} labelled source images" if extra else "")
+    log.info(
+        "round %d: training on %d of %d images%s",
+        index,
+        len(pairs),
+        len(dataset),
+        f" + {len(extra)} labelled source images" if extra else "",
+    )
     model, training = train_round_model(dataset, run_dir, index, config, pairs + extra, progress)
     seconds["train"] = time.perf_counter() - t
 
@@ -198,16 +241,30 @@ def run_refine_round(dataset: Dataset, run_dir: Path, index: int, config: RunCon
         probs = calibrate.shift_probs(rundir.dequantise_probs(fused.pop(s.stem), allowed, k), shift)
         net_mask = probs.argmax(axis=0).astype(np.uint8)
         mask, _ = postprocess(read_image(s.image_path), probs, config.post.chain, params=config.post.params)
-        records[s.stem] = rec.finish_image(round_path, s.stem, mask=np.asarray(mask, dtype=np.uint8), probs=probs,
-                                           net_mask=net_mask, allowed=allowed,
-                                           previous=rec.previous_mask(prev_path, s.stem), config=config)
+        records[s.stem] = rec.finish_image(
+            round_path,
+            s.stem,
+            mask=np.asarray(mask, dtype=np.uint8),
+            probs=probs,
+            net_mask=net_mask,
+            allowed=allowed,
+            previous=rec.previous_mask(prev_path, s.stem),
+            config=config,
+        )
         if progress is not None:
             progress(f"round {index}: post-process", i + 1, len(dataset))
     seconds["postprocess"] = time.perf_counter() - t
     rec.select_next(records, config)
-    provenance = {"route": prev_prov.get("route"), "round": index,
-                  "model": f"{config.network.backbone}/round_{index:02d}", "engine": __version__,
-                  "trained_on": len(pairs), "source_images": len(extra), "checkpoint": "model.pt",
-                  "area_shift": shift, "training": training}
+    provenance = {
+        "route": prev_prov.get("route"),
+        "round": index,
+        "model": f"{config.network.backbone}/round_{index:02d}",
+        "engine": __version__,
+        "trained_on": len(pairs),
+        "source_images": len(extra),
+        "checkpoint": "model.pt",
+        "area_shift": shift,
+        "training": training,
+    }
     rec.write_scores(round_path, records, provenance)
     return {"seconds": seconds, "provenance": provenance, "records": records}

@@ -86,8 +86,12 @@ def dataset_to_dict(dataset: Dataset) -> dict[str, Any]:
     return {
         "classes": list(dataset.classmap.names),
         "samples": [
-            {"stem": s.stem, "image": str(Path(s.image_path).resolve()), "labels": list(s.labels),
-             "mask": str(Path(s.mask_path).resolve()) if s.mask_path is not None else None}
+            {
+                "stem": s.stem,
+                "image": str(Path(s.image_path).resolve()),
+                "labels": list(s.labels),
+                "mask": str(Path(s.mask_path).resolve()) if s.mask_path is not None else None,
+            }
             for s in dataset.samples
         ],
     }
@@ -96,8 +100,15 @@ def dataset_to_dict(dataset: Dataset) -> dict[str, Any]:
 def dataset_from_dict(data: dict[str, Any]) -> Dataset:
     """The dataset a run was made on (ground truth only where it was a mask file)."""
     cmap = ClassMap(tuple(data["classes"]))
-    samples = [Sample(stem=d["stem"], image_path=Path(d["image"]), labels=tuple(d["labels"]),
-                      mask_path=Path(d["mask"]) if d.get("mask") else None) for d in data["samples"]]
+    samples = [
+        Sample(
+            stem=d["stem"],
+            image_path=Path(d["image"]),
+            labels=tuple(d["labels"]),
+            mask_path=Path(d["mask"]) if d.get("mask") else None,
+        )
+        for d in data["samples"]
+    ]
     return Dataset(samples=tuple(samples), classmap=cmap)
 
 
@@ -163,7 +174,8 @@ def prepare(run_dir: Path, config: RunConfig, dataset: Dataset, *, resume: bool,
         if not overwrite:
             raise OutputExistsError(
                 f"run folder {run_dir} already exists and is not empty; pass overwrite=True (--overwrite) "
-                f"to replace it, or resume=True (--resume) to continue it")
+                f"to replace it, or resume=True (--resume) to continue it"
+            )
         for p in existing:
             if p.name in _KNOWN or p.name.startswith("round_"):
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -186,8 +198,10 @@ def _check_same(run_dir: Path, config: RunConfig, dataset: Dataset) -> None:
     if diff:
         old, new = saved.settings(), config.settings()
         detail = ", ".join(f"{k}: saved {old[k]!r} vs now {new[k]!r}" for k in diff)
-        raise ValueError(f"cannot resume {run_dir} with a different config; differing keys: {diff} ({detail}). "
-                         f"Use the saved settings, or overwrite=True (--overwrite) to start again")
+        raise ValueError(
+            f"cannot resume {run_dir} with a different config; differing keys: {diff} ({detail}). "
+            f"Use the saved settings, or overwrite=True (--overwrite) to start again"
+        )
     old = read_json(run_dir / DATASET)
     new = dataset_to_dict(dataset)
     if old["classes"] != new["classes"]:
@@ -197,8 +211,10 @@ def _check_same(run_dir: Path, config: RunConfig, dataset: Dataset) -> None:
     if old_s != new_s:
         gone, added = sorted(set(old_s) - set(new_s)), sorted(set(new_s) - set(old_s))
         relabelled = sorted(s for s in set(old_s) & set(new_s) if old_s[s] != new_s[s])
-        raise ValueError(f"cannot resume {run_dir}: the images differ (missing now: {gone[:5]}, new: {added[:5]}, "
-                         f"labels changed: {relabelled[:5]})")
+        raise ValueError(
+            f"cannot resume {run_dir}: the images differ (missing now: {gone[:5]}, new: {added[:5]}, "
+            f"labels changed: {relabelled[:5]})"
+        )
 
 
 def _remove_unfinished(run_dir: Path, keep: set[int]) -> None:

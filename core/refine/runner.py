@@ -2,8 +2,10 @@
 
 Round r's files are written first and its ``DONE`` marker last, so an interrupted run resumes
 from its last finished round (``resume=True``) and gives the same final masks as an uninterrupted
-run. After every round the stopping rule (``core.refine.stopping``) looks at the recorded signals;
-the best round's masks are copied to ``final/masks`` and ``run.json`` is written last.
+run. After every round the collapse guard (``core.refine.collapse``) and the stopping rule
+(``core.refine.stopping``) look at the recorded signals: a collapsed round is never kept and stops
+the run. The best round's masks are copied to ``final/masks`` and ``run.json`` is written last,
+with every round's verdict and the run's ``status`` (``"ok"``, ``"degraded"``, ``"collapsed"``).
 """
 
 from __future__ import annotations
@@ -11,20 +13,20 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from core import __version__
 from core.classmap import ClassMap
 from core.data.dataset import Dataset
 from core.io.atomic import atomic_path
 from core.progress import Progress
+from core.refine import collapse, rundir, stopping
 from core.refine import records as rec
-from core.refine import rundir, stopping
 from core.refine.config import RunConfig
 from core.refine.evaluate import evaluate_round
-
 from core.threads import torch_threads
 
 log = logging.getLogger(__name__)
@@ -58,11 +60,21 @@ class RoundInfo:
     def reliability(self) -> float | None:
         return self.metrics.get("label_free", {}).get("reliability")
 
+    def signals(self) -> collapse.RoundSignals:
+        """What the collapse guard reads of this round (round 0 is not a network round)."""
+        lf = self.metrics.get("label_free", {})
+        areas = {s: float(r["area_ratio"]) for s, r in self.details.items()}
+        return collapse.RoundSignals(
+            areas=areas, reliability=lf.get("reliability"), margin=lf.get("margin"), network=self.index > 0
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunResult:
     """A run folder's state. ``best_round`` follows ``config.stop.select_by``; ``best_round_label_free``
-    and ``best_round_gt`` (``None`` without ground truth) are both recorded."""
+    and ``best_round_gt`` (``None`` without ground truth) are both recorded. ``verdicts``: the collapse
+    guard's verdict on every round (aligned with ``rounds``); ``status``: ``"ok"``, ``"degraded"`` (a round
+    collapsed, an earlier one was kept) or ``"collapsed"`` (the kept masks are mostly empty)."""
 
     run_dir: Path
     config: RunConfig
@@ -72,6 +84,14 @@ class RunResult:
     stopped_reason: str
     best_round_label_free: int | None = None
     best_round_gt: int | None = None
+    verdicts: tuple[collapse.Verdict, ...] = ()
+    status: str = collapse.OK
+
+    @property
+    def status_message(self) -> str:
+        """One line about a status other than ``"ok"`` (else "")."""
+        kept = self.round(self.best_round).signals()
+        return collapse.status_message(self.status, self.best_round, self.verdicts, kept.empty_fraction())
 
     @property
     def final_masks_dir(self) -> Path:
@@ -109,28 +129,61 @@ def _signals(infos: list[RoundInfo]) -> tuple[list[float | None], list[float | N
     return lf, gt, ch
 
 
+def guard(infos: list[RoundInfo], config: RunConfig) -> list[collapse.Verdict]:
+    """The collapse guard's verdict on every round so far (round 0 is the reference)."""
+    return collapse.check_rounds([r.signals() for r in infos], collapse.Limits.from_stop(config.stop))
+
+
 def decide(infos: list[RoundInfo], config: RunConfig) -> tuple[str | None, int, int | None, int | None]:
-    """``(stop reason or None, best round, best label-free, best gt)`` from the rounds so far."""
+    """``(stop reason or None, best round, best label-free, best gt)`` from the rounds so far.
+
+    A round the guard flags (``guard``) is never a candidate, and when the last round is flagged the
+    run stops (``"collapsed"``). Round 0 is a candidate of the label-free choice: its reliability is not
+    computed like a network round's, so it is not compared by that number; a refined round displaces
+    it only when the guard, comparing the two on signals computed alike for every round (images
+    emptied, mean foreground area) and checking that the network is decided, does not flag it. The
+    highest reliability among those rounds wins; without any, round 0 is kept.
+    """
+    verdicts = guard(infos, config) if config.stop.collapse_guard else [collapse.Verdict()] * len(infos)
     lf, gt, ch = _signals(infos)
+    lf = [None if v.collapsed else x for x, v in zip(lf, verdicts, strict=True)]
+    gt = [None if v.collapsed else x for x, v in zip(gt, verdicts, strict=True)]
     best_lf = stopping.pick_best(lf)
+    best_lf = infos[0].index if best_lf is None else best_lf
     best_gt = stopping.pick_best(gt)
     stop = config.stop
-    if stop.select_by == "gt" and best_gt is not None:
+    if verdicts[-1].collapsed:
+        reason: str | None = stopping.STOP_COLLAPSED
+        best = best_gt if (stop.select_by == "gt" and best_gt is not None) else best_lf
+    elif stop.select_by == "gt" and best_gt is not None:
         reason = stopping.stop_reason(gt, min_gain=stop.min_gain, patience=stop.patience, max_rounds=config.rounds)
         best = best_gt
     else:
         if stop.select_by == "gt":
             log.warning("select_by='gt' but no image has ground truth; using the label-free signal")
-        reason = stopping.stop_reason(lf, min_gain=stop.min_gain, patience=stop.patience, max_rounds=config.rounds,
-                                      changed=ch, converged_change=stop.converged_change)
-        best = best_lf if best_lf is not None else infos[-1].index
+        reason = stopping.stop_reason(
+            lf,
+            min_gain=stop.min_gain,
+            patience=stop.patience,
+            max_rounds=config.rounds,
+            changed=ch,
+            converged_change=stop.converged_change,
+        )
+        best = best_lf
     return reason, best, best_lf, best_gt
 
 
-def run_autolabel(dataset: Dataset, out_dir: str | Path, config: RunConfig = RunConfig(), *,
-                  source: Dataset | None = None, resume: bool = False, overwrite: bool = False,
-                  progress: Progress | None = None,
-                  on_round: Callable[[RoundInfo], None] | None = None) -> RunResult:
+def run_autolabel(
+    dataset: Dataset,
+    out_dir: str | Path,
+    config: RunConfig = RunConfig(),
+    *,
+    source: Dataset | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    on_round: Callable[[RoundInfo], None] | None = None,
+) -> RunResult:
     """Label every image of ``dataset`` at pixel level from its image-level labels.
 
     ``source``: a labelled dataset of a similar class for the transfer route. ``progress(stage,
@@ -148,9 +201,14 @@ def run_autolabel(dataset: Dataset, out_dir: str | Path, config: RunConfig = Run
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     _check_dataset(dataset)
     if config.max_side is not None and config.train.crop_size < config.max_side:
-        log.warning("crop_size %d is smaller than max_side %d: each round's network trains on crops and then "
-                    "labels whole images of up to %d px, a scale it has not seen (on ecssd this cost 0.19 mIoU); "
-                    "set crop_size >= max_side", config.train.crop_size, config.max_side, config.max_side)
+        log.warning(
+            "crop_size %d is smaller than max_side %d: each round's network trains on crops and then "
+            "labels whole images of up to %d px, a scale it has not seen (on ecssd this cost 0.19 mIoU); "
+            "set crop_size >= max_side",
+            config.train.crop_size,
+            config.max_side,
+            config.max_side,
+        )
     run_dir = Path(out_dir)
     start = rundir.prepare(run_dir, config, dataset, resume=resume, overwrite=overwrite)
     infos = [read_round(run_dir, r) for r in range(start)]
@@ -167,9 +225,13 @@ def run_autolabel(dataset: Dataset, out_dir: str | Path, config: RunConfig = Run
             else:
                 out = run_refine_round(dataset, run_dir, index, config, progress=progress, source=source)
             seconds = {**out["seconds"], "total": time.perf_counter() - t0}
-            metrics = {"round": index, "gt": evaluate_round(dataset, path / "masks"),
-                       "label_free": rec.summarise(out["records"]), "seconds": seconds,
-                       "n_images": len(dataset)}
+            metrics = {
+                "round": index,
+                "gt": evaluate_round(dataset, path / "masks"),
+                "label_free": rec.summarise(out["records"]),
+                "seconds": seconds,
+                "n_images": len(dataset),
+            }
             rundir.write_json(path / "metrics.json", metrics)
             rundir.mark_done(run_dir, index)
             infos.append(read_round(run_dir, index))
@@ -177,12 +239,20 @@ def run_autolabel(dataset: Dataset, out_dir: str | Path, config: RunConfig = Run
             if on_round is not None:
                 on_round(infos[-1])
             reason = decide(infos, config)[0]
+            if reason == stopping.STOP_COLLAPSED:
+                log.warning(
+                    "round %d COLLAPSED (%s): it is not kept and the run stops",
+                    index,
+                    "; ".join(guard(infos, config)[-1].reasons),
+                )
             index += 1
     return _finalise(run_dir, config, dataset, infos, reason)
 
 
 def _finalise(run_dir: Path, config: RunConfig, dataset: Dataset, infos: list[RoundInfo], reason: str) -> RunResult:
     _, best, best_lf, best_gt = decide(infos, config)
+    verdicts = guard(infos, config)
+    status = collapse.run_status(infos[best].signals(), verdicts, collapse.Limits.from_stop(config.stop))
     final = run_dir / rundir.FINAL
     if final.exists():
         shutil.rmtree(final)
@@ -191,30 +261,61 @@ def _finalise(run_dir: Path, config: RunConfig, dataset: Dataset, infos: list[Ro
         with atomic_path(final / "masks" / src.name) as tmp:
             shutil.copyfile(src, tmp)
     summary = {
-        "engine": __version__, "finished": True, "rounds_done": [r.index for r in infos],
-        "best_round": best, "select_by": config.stop.select_by,
+        "engine": __version__,
+        "finished": True,
+        "rounds_done": [r.index for r in infos],
+        "best_round": best,
+        "select_by": config.stop.select_by,
         "decided_by": "gt" if (config.stop.select_by == "gt" and best_gt is not None) else "label_free",
-        "best_round_label_free": best_lf, "best_round_gt": best_gt, "stopped_reason": reason,
-        "classes": list(dataset.classmap.names), "n_images": len(dataset),
-        "rounds": [round_row(r, best) for r in infos],
-        "note": ("best_round follows select_by; the label-free choice never looks at ground truth, the gt "
-                 "choice is recorded for reporting"),
+        "best_round_label_free": best_lf,
+        "best_round_gt": best_gt,
+        "stopped_reason": reason,
+        "status": status,
+        "classes": list(dataset.classmap.names),
+        "n_images": len(dataset),
+        "rounds": [round_row(r, best, v) for r, v in zip(infos, verdicts, strict=True)],
+        "note": (
+            "best_round follows select_by; the label-free choice never looks at ground truth, the gt "
+            "choice is recorded for reporting"
+        ),
     }
     rundir.write_json(final / "run.json", summary)
     rundir.write_json(run_dir / rundir.RUN, summary)
     log.info("run %s: best round %d (%s), stopped: %s", run_dir, best, config.stop.select_by, reason)
-    return RunResult(run_dir=run_dir, config=config, classmap=dataset.classmap, rounds=infos, best_round=best,
-                     stopped_reason=reason, best_round_label_free=best_lf, best_round_gt=best_gt)
+    result = RunResult(
+        run_dir=run_dir,
+        config=config,
+        classmap=dataset.classmap,
+        rounds=infos,
+        best_round=best,
+        stopped_reason=reason,
+        best_round_label_free=best_lf,
+        best_round_gt=best_gt,
+        verdicts=tuple(verdicts),
+        status=status,
+    )
+    if status != collapse.OK:
+        log.warning("run %s: status %s: %s", run_dir, status.upper(), result.status_message)
+    return result
 
 
-def round_row(info: RoundInfo, best: int | None = None) -> dict[str, Any]:
-    """One line of the per-round table."""
+def round_row(info: RoundInfo, best: int | None = None, verdict: collapse.Verdict | None = None) -> dict[str, Any]:
+    """One line of the per-round table (with ``verdict``: the guard's ``collapsed`` and ``reasons``)."""
     gt = info.metrics.get("gt") or {}
     lf = info.metrics.get("label_free", {})
-    return {"round": info.index, "route": info.provenance.get("route"), "miou": gt.get("miou"),
-            "mean_image_iou": gt.get("mean_image_iou"), "changed": lf.get("changed"),
-            "reliability": lf.get("reliability"), "seconds": info.metrics.get("seconds", {}).get("total"),
-            "best": info.index == best}
+    row = {
+        "round": info.index,
+        "route": info.provenance.get("route"),
+        "miou": gt.get("miou"),
+        "mean_image_iou": gt.get("mean_image_iou"),
+        "changed": lf.get("changed"),
+        "reliability": lf.get("reliability"),
+        "seconds": info.metrics.get("seconds", {}).get("total"),
+        "best": info.index == best,
+    }
+    if verdict is not None:
+        row.update(collapsed=verdict.collapsed, reasons=list(verdict.reasons), guard=verdict.numbers)
+    return row
 
 
 def read_round(run_dir: Path, index: int) -> RoundInfo:
@@ -224,10 +325,16 @@ def read_round(run_dir: Path, index: int) -> RoundInfo:
         raise ValueError(f"{path} is not a finished round (no {rundir.DONE} marker)")
     records, provenance = rec.read_scores(path)
     ckpt = path / "model.pt"
-    return RoundInfo(index=index, masks_dir=path / "masks", scores={s: r.score for s, r in records.items()},
-                     changed={s: (1.0 if r.changed is None else r.changed) for s, r in records.items()},
-                     metrics=rundir.read_json(path / "metrics.json"), checkpoint=ckpt if ckpt.is_file() else None,
-                     provenance=provenance, details={s: vars(r) for s, r in records.items()})
+    return RoundInfo(
+        index=index,
+        masks_dir=path / "masks",
+        scores={s: r.score for s, r in records.items()},
+        changed={s: (1.0 if r.changed is None else r.changed) for s, r in records.items()},
+        metrics=rundir.read_json(path / "metrics.json"),
+        checkpoint=ckpt if ckpt.is_file() else None,
+        provenance=provenance,
+        details={s: vars(r) for s, r in records.items()},
+    )
 
 
 def load_run(run_dir: str | Path) -> RunResult:
@@ -245,17 +352,37 @@ def load_run(run_dir: str | Path) -> RunResult:
     run_json = run_dir / rundir.RUN
     if run_json.is_file():
         s = rundir.read_json(run_json)
-        return RunResult(run_dir=run_dir, config=config, classmap=dataset.classmap, rounds=infos,
-                         best_round=int(s["best_round"]), stopped_reason=s["stopped_reason"],
-                         best_round_label_free=s.get("best_round_label_free"), best_round_gt=s.get("best_round_gt"))
-    _, best, best_lf, best_gt = decide(infos, config)
-    return RunResult(run_dir=run_dir, config=config, classmap=dataset.classmap, rounds=infos, best_round=best,
-                     stopped_reason="interrupted", best_round_label_free=best_lf, best_round_gt=best_gt)
+        best, reason = int(s["best_round"]), s["stopped_reason"]
+        best_lf, best_gt = s.get("best_round_label_free"), s.get("best_round_gt")
+    else:
+        s, reason = {}, "interrupted"
+        _, best, best_lf, best_gt = decide(infos, config)
+    verdicts = guard(infos, config)
+    status = s.get("status") or collapse.run_status(
+        infos[best].signals(), verdicts, collapse.Limits.from_stop(config.stop)
+    )  # run.json written before the guard existed: the status its kept round would get
+    return RunResult(
+        run_dir=run_dir,
+        config=config,
+        classmap=dataset.classmap,
+        rounds=infos,
+        best_round=best,
+        stopped_reason=reason,
+        best_round_label_free=best_lf,
+        best_round_gt=best_gt,
+        verdicts=tuple(verdicts),
+        status=status,
+    )
 
 
 def _log_round(info: RoundInfo) -> None:
     row = round_row(info)
-    log.info("round %d (%s): mIoU %s, changed %.4f, reliability %.4f, %.1fs", row["round"], row["route"],
-             "-" if row["miou"] is None else f"{row['miou']:.4f}", row["changed"] or 0.0,
-             row["reliability"] or 0.0, row["seconds"] or 0.0)
-
+    log.info(
+        "round %d (%s): mIoU %s, changed %.4f, reliability %.4f, %.1fs",
+        row["round"],
+        row["route"],
+        "-" if row["miou"] is None else f"{row['miou']:.4f}",
+        row["changed"] or 0.0,
+        row["reliability"] or 0.0,
+        row["seconds"] or 0.0,
+    )

@@ -4,8 +4,10 @@ Two signals are computed for every round (``core.refine.evaluate``):
 
 - **label-free** (never looks at ground truth): the mean per-mask reliability (probability margin,
   network/post-processor agreement, stability against the previous round). Round 0 has no network
-  and no previous round, so its reliability is not comparable: the label-free choice is among the
-  refined rounds (>= 1) whenever there is one.
+  and no previous round, so its reliability is not comparable and is never ranked against the
+  refined rounds'. Round 0 is still a candidate: the label-free choice is among the refined rounds
+  (>= 1) the collapse guard (``core.refine.collapse``) passes against round 0, and round 0 when
+  there is none (``core.refine.runner.decide``).
 - **gt**: mIoU against ground truth on the images that have it (only for reporting unless
   ``select_by="gt"``).
 
@@ -15,11 +17,13 @@ recorded in ``run.json`` either way.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 STOP_MAX_ROUNDS = "max rounds"
 STOP_NO_GAIN = "no gain"
 STOP_CONVERGED = "converged"
+STOP_COLLAPSED = "collapsed"
+"""The last round collapsed (``core.refine.collapse``): it is not kept and no round follows it."""
 
 
 def pick_best(signal: Sequence[float | None]) -> int | None:
@@ -31,8 +35,15 @@ def pick_best(signal: Sequence[float | None]) -> int | None:
     return best
 
 
-def stop_reason(signal: Sequence[float | None], *, min_gain: float, patience: int, max_rounds: int,
-                changed: Sequence[float | None] | None = None, converged_change: float = 0.0) -> str | None:
+def stop_reason(
+    signal: Sequence[float | None],
+    *,
+    min_gain: float,
+    patience: int,
+    max_rounds: int,
+    changed: Sequence[float | None] | None = None,
+    converged_change: float = 0.0,
+) -> str | None:
     """Why to stop after the last round in ``signal`` (``signal[r]`` = value after round r), or ``None``.
 
     - ``"max rounds"``: round ``max_rounds`` is done;
@@ -48,16 +59,16 @@ def stop_reason(signal: Sequence[float | None], *, min_gain: float, patience: in
         raise ValueError("stop_reason needs the signal of at least one round")
     if last >= max_rounds:
         return STOP_MAX_ROUNDS
-    if last >= 1 and changed is not None and changed[last] is not None and changed[last] < converged_change:
+    latest_change = changed[last] if last >= 1 and changed is not None else None
+    if latest_change is not None and latest_change < converged_change:
         return STOP_CONVERGED
-    stale = 0
-    for r in range(last, 0, -1):
+    for stale, r in enumerate(range(last, 0, -1), start=1):
+        value = signal[r]
         before = [v for v in signal[:r] if v is not None]
-        if signal[r] is not None and (not before or signal[r] >= max(before) + min_gain):
+        if value is not None and (not before or value >= max(before) + min_gain):
             break
-        if signal[r] is None and not before:
+        if value is None and not before:
             break
-        stale += 1
         if stale >= patience:
             return STOP_NO_GAIN
     return None

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from core.io.atomic import atomic_path
 from core.io.images import read_image, read_mask, write_image
 
-PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60]], dtype=np.float32)
+PALETTE = np.array(
+    [
+        [0, 0, 0],
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+    ],
+    dtype=np.float32,
+)
 
 
 def tint(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -63,13 +76,16 @@ def plot_rounds(rows: Sequence[dict], path: str | os.PathLike, title: str = "qua
 
     rounds = [r["round"] for r in rows]
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
-    for key, label, style in (("miou", "mIoU (vs ground truth)", "o-"),
-                              ("mean_image_iou", "mean image IoU", "s--"),
-                              ("reliability", "mean reliability (label-free)", "^:")):
+    for key, label, style in (
+        ("miou", "mIoU (vs ground truth)", "o-"),
+        ("mean_image_iou", "mean image IoU", "s--"),
+        ("reliability", "mean reliability (label-free)", "^:"),
+    ):
         ys = [r.get(key) for r in rows]
         if any(y is not None for y in ys):
-            ax.plot([x for x, y in zip(rounds, ys) if y is not None], [y for y in ys if y is not None], style,
-                    label=label)
+            ax.plot(
+                [x for x, y in zip(rounds, ys) if y is not None], [y for y in ys if y is not None], style, label=label
+            )
     best = [r["round"] for r in rows if r.get("best")]
     if best:
         ax.axvline(best[0], color="grey", lw=0.8, ls="--", label=f"best round ({best[0]})")

@@ -4,4 +4,4 @@ from core.training.evaluate import evaluate_model, grid_search_gf
 from core.training.predict import Prediction, predict
 from core.training.trainer import TrainConfig, TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "train", "Prediction", "predict", "grid_search_gf", "evaluate_model"]
+__all__ = ["Prediction", "TrainConfig", "TrainResult", "evaluate_model", "grid_search_gf", "predict", "train"]

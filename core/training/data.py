@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
 
 import cv2
 import numpy as np
@@ -15,7 +15,7 @@ from core.classmap import IGNORE_INDEX
 from core.io.images import read_image, read_mask
 from core.network.preprocess import to_input
 
-ImageLike = Union[str, os.PathLike, np.ndarray]
+ImageLike = str | os.PathLike | np.ndarray
 Pair = tuple[ImageLike, ImageLike]
 
 
@@ -62,8 +62,9 @@ def limit_side(image: np.ndarray, max_side: int | None, *, nearest: bool = False
     return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
 
 
-def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, crop: int,
-            scale_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def augment(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, crop: int, scale_range: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random scale, pad, crop ``crop x crop`` and horizontal flip, identical on image and mask.
 
     Returns the image ``(crop, crop, 3) uint8``, the mask ``(crop, crop) uint8`` (padding = 255)
@@ -82,7 +83,11 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, crop:
         valid = np.pad(valid, ((0, ph), (0, pw)))
     y = int(rng.integers(0, mask.shape[0] - crop + 1))
     x = int(rng.integers(0, mask.shape[1] - crop + 1))
-    image, mask, valid = image[y:y + crop, x:x + crop], mask[y:y + crop, x:x + crop], valid[y:y + crop, x:x + crop]
+    image, mask, valid = (
+        image[y : y + crop, x : x + crop],
+        mask[y : y + crop, x : x + crop],
+        valid[y : y + crop, x : x + crop],
+    )
     if rng.random() < 0.5:
         image, mask, valid = image[:, ::-1], mask[:, ::-1], valid[:, ::-1]
     return np.ascontiguousarray(image), np.ascontiguousarray(mask), np.ascontiguousarray(valid)
@@ -93,10 +98,20 @@ class PairDataset(Dataset):
 
     Item: ``(x (3, crop, crop) float32 normalised, y (crop, crop) int64 with 255 = ignore)``.
     Padded pixels are zero after normalisation (the ImageNet mean colour) and ignored in the loss.
+    After :meth:`preload` the pairs are read from memory (decoded and limited to ``max_side`` once)
+    instead of being decoded again on every access; the items are the same.
     """
 
-    def __init__(self, pairs: Sequence[Pair], *, num_classes: int, crop_size: int,
-                 scale_range: tuple[float, float], max_side: int | None, seed: int) -> None:
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        *,
+        num_classes: int,
+        crop_size: int,
+        scale_range: tuple[float, float],
+        max_side: int | None,
+        seed: int,
+    ) -> None:
         if len(pairs) == 0:
             raise ValueError("no training pairs given")
         for i, pr in enumerate(pairs):
@@ -109,6 +124,7 @@ class PairDataset(Dataset):
         self.max_side = max_side
         self.seed = seed
         self.epoch = 0
+        self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -130,8 +146,21 @@ class PairDataset(Dataset):
             )
         return limit_side(image, self.max_side), limit_side(mask, self.max_side, nearest=True)
 
+    def preload(self) -> int:
+        """Decode, check and downscale every pair now and keep them (uint8) in memory; returns the
+        bytes held. Later accesses read the memory copy; a pair repeated in the list (the same
+        objects) is decoded and held once."""
+        if self._cache is None:
+            unique: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+            for i, (a, b) in enumerate(self.pairs):
+                if (id(a), id(b)) not in unique:
+                    unique[(id(a), id(b))] = self.load(i)
+            self._cache = [unique[(id(a), id(b))] for a, b in self.pairs]
+        held = {id(im): im.nbytes + m.nbytes for im, m in self._cache}
+        return sum(held.values())
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.load(i)
+        image, mask = self._cache[i] if self._cache is not None else self.load(i)
         rng = np.random.default_rng([self.seed, self.epoch, i])
         image, mask, valid = augment(image, mask, rng, self.crop_size, self.scale_range)
         x = to_input(image)[0] * torch.from_numpy(valid)[None]

@@ -48,8 +48,9 @@ def setup_distributed(device: torch.device) -> DistInfo:
         dist.init_process_group(backend=backend)
         atexit.register(_destroy)
         log.info("distributed training: rank %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
 
 
 def pick_device(name: str | None) -> torch.device:

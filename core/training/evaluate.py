@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import torch
-from torch import nn
 
 from core.classmap import IGNORE_INDEX
 from core.network.preprocess import to_input
 from core.training.data import Pair, limit_side, load_image, load_mask
 from core.training.predict import _device, predict
+
+if TYPE_CHECKING:
+    from core.network.gfn import GFN
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +44,38 @@ def miou(cm: np.ndarray) -> tuple[float, list[float]]:
     return (float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")), iou.tolist()
 
 
-def evaluate_model(model: nn.Module, pairs: Sequence[Pair], *, num_classes: int | None = None,
-                   max_side: int | None = None, batch_size: int = 4, tta_flip: bool = False) -> dict[str, Any]:
+def evaluate_model(
+    model: GFN,
+    pairs: Sequence[Pair],
+    *,
+    num_classes: int | None = None,
+    max_side: int | None = None,
+    batch_size: int = 4,
+    tta_flip: bool = False,
+) -> dict[str, Any]:
     """Pooled ``{"miou", "iou", "pixel_accuracy", "n_images"}`` of ``model`` over ``pairs``."""
-    k = num_classes or model.config.num_classes  # type: ignore[union-attr]
+    k = num_classes or model.config.num_classes
     cm = np.zeros((k, k), np.int64)
     preds = predict(model, [im for im, _ in pairs], batch_size=batch_size, tta_flip=tta_flip, max_side=max_side)
-    for i, ((_, m), pred) in enumerate(zip(pairs, preds)):
-        cm += confusion(pred.mask, load_mask(m, i), k)
+    for i, ((_, mask), pred) in enumerate(zip(pairs, preds)):
+        cm += confusion(pred.mask, load_mask(mask, i), k)
     m, iou = miou(cm)
-    return {"miou": m, "iou": iou, "pixel_accuracy": float(np.diag(cm).sum() / max(cm.sum(), 1)),
-            "n_images": len(pairs)}
+    return {
+        "miou": m,
+        "iou": iou,
+        "pixel_accuracy": float(np.diag(cm).sum() / max(cm.sum(), 1)),
+        "n_images": len(pairs),
+    }
 
 
-def grid_search_gf(model: nn.Module, val_pairs: Sequence[Pair], radii: Sequence[int], epss: Sequence[float], *,
-                   max_side: int | None = 512) -> tuple[int, float, list[dict[str, Any]]]:
+def grid_search_gf(
+    model: GFN,
+    val_pairs: Sequence[Pair],
+    radii: Sequence[int],
+    epss: Sequence[float],
+    *,
+    max_side: int | None = 512,
+) -> tuple[int, float, list[dict[str, Any]]]:
     """Choose the guided filter's ``(r, eps)`` by validation mIoU (paper 001, section V-A).
 
     The network's features up to the guided filter are computed once per image; each
@@ -72,7 +92,7 @@ def grid_search_gf(model: nn.Module, val_pairs: Sequence[Pair], radii: Sequence[
         raise ValueError(f"radii and epss must be non-empty, got radii={list(radii)} epss={list(epss)}")
     if not val_pairs:
         raise ValueError("grid_search_gf needs at least one validation pair")
-    k = model.config.num_classes  # type: ignore[union-attr]
+    k = model.config.num_classes
     was_training = model.training
     model.eval()
     cached = []
@@ -90,7 +110,7 @@ def grid_search_gf(model: nn.Module, val_pairs: Sequence[Pair], radii: Sequence[
             cm = np.zeros((k, k), np.int64)
             with torch.inference_mode():
                 for coarse, guide, size, gt in cached:
-                    pred = model.refine(coarse, guide, size).argmax(1)[0].cpu().numpy().astype(np.uint8)
+                    pred: np.ndarray = model.refine(coarse, guide, size).argmax(1)[0].cpu().numpy().astype(np.uint8)
                     if pred.shape != gt.shape:
                         pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
                     cm += confusion(pred, gt, k)

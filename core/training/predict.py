@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -49,8 +49,15 @@ def _finish(probs: torch.Tensor, size: tuple[int, int]) -> Prediction:
     return Prediction(mask=p.argmax(0).astype(np.uint8), probs=np.ascontiguousarray(p, dtype=np.float32))
 
 
-def predict(model: nn.Module, images: Iterable[ImageLike], *, batch_size: int = 4, tta_flip: bool = False,
-            max_side: int | None = None, progress: Progress | None = None) -> Iterator[Prediction]:
+def predict(
+    model: nn.Module,
+    images: Iterable[ImageLike],
+    *,
+    batch_size: int = 4,
+    tta_flip: bool = False,
+    max_side: int | None = None,
+    progress: Progress | None = None,
+) -> Iterator[Prediction]:
     """Predict each image in turn (a generator; at most one batch of images is held in memory).
 
     Args:

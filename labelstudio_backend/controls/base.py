@@ -8,12 +8,13 @@ against a :class:`core.classmap.ClassMap`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from core.classmap import ClassMap, IGNORE_INDEX
+from core.classmap import IGNORE_INDEX, ClassMap
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,15 +68,23 @@ class MaskControl:
             "score": float(score),
         }
 
-    def to_mask(self, results: Sequence[Mapping[str, Any]], classmap: ClassMap, *, height: int | None = None,
-                width: int | None = None) -> np.ndarray | None:
+    def to_mask(
+        self,
+        results: Sequence[Mapping[str, Any]],
+        classmap: ClassMap,
+        *,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> np.ndarray | None:
         """A class-index mask from this control's results (later results paint over earlier ones).
 
         Returns ``None`` when no result belongs to this control. The size comes from the
         results' ``original_height``/``original_width`` unless given. A label that is not a
         class raises ``ValueError`` naming it and the known classes.
         """
-        mine = [r for r in results if r.get("from_name") == self.from_name and str(r.get("type", "")).lower() == self.tag]
+        mine = [
+            r for r in results if r.get("from_name") == self.from_name and str(r.get("type", "")).lower() == self.tag
+        ]
         if not mine:
             return None
         if height is None or width is None:
@@ -83,7 +92,9 @@ class MaskControl:
             try:
                 height, width = int(first["original_height"]), int(first["original_width"])
             except (KeyError, TypeError, ValueError):
-                raise ValueError(f"{self.tag} result of {self.from_name!r} has no original_width/original_height") from None
+                raise ValueError(
+                    f"{self.tag} result of {self.from_name!r} has no original_width/original_height"
+                ) from None
         out = np.zeros((height, width), np.uint8)
         for r in mine:
             value = r.get("value") or {}

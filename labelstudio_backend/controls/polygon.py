@@ -7,7 +7,8 @@ back, so a mask survives encode -> decode up to the polygon simplification.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -22,7 +23,10 @@ SIMPLIFY_PX = 0.75
 
 
 class PolygonControl(MaskControl):
-    """One result per outer contour, ``value = {"points": [[x%, y%], ...], "closed": true, "polygonlabels": [name]}``."""
+    """One result per outer contour.
+
+    ``value = {"points": [[x%, y%], ...], "closed": true, "polygonlabels": [name]}``.
+    """
 
     tag: ClassVar[str] = "polygonlabels"
 
@@ -32,11 +36,13 @@ class PolygonControl(MaskControl):
         for c in contours:
             if cv2.contourArea(c) < MIN_AREA_PX:
                 continue
-            c = cv2.approxPolyDP(c, SIMPLIFY_PX, True).reshape(-1, 2)
-            if len(c) < 3:
+            corners: np.ndarray = cv2.approxPolyDP(c, SIMPLIFY_PX, True).reshape(-1, 2)
+            if len(corners) < 3:
                 continue
-            points = [[round((float(x) + 0.5) / width * 100.0, 4), round((float(y) + 0.5) / height * 100.0, 4)]
-                      for x, y in c]
+            points = [
+                [round((float(x) + 0.5) / width * 100.0, 4), round((float(y) + 0.5) / height * 100.0, 4)]
+                for x, y in corners
+            ]
             values.append({"points": points, "closed": True})
         return values
 

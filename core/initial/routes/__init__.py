@@ -9,19 +9,24 @@ load inside ``run``, never at import time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 from core.initial.routes import auto, cam, grabcut, otsu, transfer
 from core.initial.routes.base import Route
 
-ROUTES: Mapping[str, Route] = MappingProxyType({route.name: route for route in (
-    Route(name="auto", run=auto.run, for_image=auto.for_image),
-    Route(name="transfer", run=transfer.run, network=True),
-    Route(name="otsu", run=otsu.run, for_image=otsu.for_image, network=True),
-    Route(name="cam", run=cam.run, for_image=cam.for_image),
-    Route(name="grabcut", run=grabcut.run, for_image=grabcut.for_image),
-)})
+ROUTES: Mapping[str, Route] = MappingProxyType(
+    {
+        route.name: route
+        for route in (
+            Route(name="auto", run=auto.run, for_image=auto.for_image),
+            Route(name="transfer", run=transfer.run, network=True),
+            Route(name="otsu", run=otsu.run, for_image=otsu.for_image, network=True),
+            Route(name="cam", run=cam.run, for_image=cam.for_image),
+            Route(name="grabcut", run=grabcut.run, for_image=grabcut.for_image),
+        )
+    }
+)
 """Every route by name (read-only); ``auto`` first, the default."""
 
 ROUTE_NAMES: tuple[str, ...] = tuple(ROUTES)

@@ -3,7 +3,8 @@ bench/initial_routes.py). The choice is made here, once, and recorded in ``info[
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,8 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
     return result
 
 
-def for_image(image: np.ndarray, work: np.ndarray, *, box: Box | None, points: Sequence[Point] | None,
-              config: InitConfig) -> tuple[np.ndarray, float]:
+def for_image(
+    image: np.ndarray, work: np.ndarray, *, box: Box | None, points: Sequence[Point] | None, config: InitConfig
+) -> tuple[np.ndarray, float]:
     """GrabCut in the user's box and clicks; with neither, ``AUTO_RECIPE`` on the ImageNet CAM."""
     return grabcut.prompted_grabcut(image, work, box=box, points=points, config=config, recipe=AUTO_RECIPE)

@@ -3,8 +3,9 @@ the user's prompt on one image (a box, clicks)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,8 +21,9 @@ __all__ = ["Box", "DatasetRun", "ImageRun", "Point", "Route"]
 class DatasetRun(Protocol):
     """Round-0 masks of every image of ``dataset`` (``source`` only for routes that use one)."""
 
-    def __call__(self, dataset: Dataset, *, source: Any, config: InitConfig,
-                 progress: Progress | None) -> InitialResult: ...
+    def __call__(
+        self, dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress | None
+    ) -> InitialResult: ...
 
 
 class ImageRun(Protocol):
@@ -31,8 +33,15 @@ class ImageRun(Protocol):
     ``box`` and ``points`` (or ``None``) are in ``work``'s pixels.
     """
 
-    def __call__(self, image: np.ndarray, work: np.ndarray, *, box: Box | None, points: Sequence[Point] | None,
-                 config: InitConfig) -> tuple[np.ndarray, float]: ...
+    def __call__(
+        self,
+        image: np.ndarray,
+        work: np.ndarray,
+        *,
+        box: Box | None,
+        points: Sequence[Point] | None,
+        config: InitConfig,
+    ) -> tuple[np.ndarray, float]: ...
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +23,9 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
     return run_recipe(dataset, "cam", config, progress, route="cam")
 
 
-def for_image(image: np.ndarray, work: np.ndarray, *, box: Box | None, points: Sequence[Point] | None,
-              config: InitConfig) -> tuple[np.ndarray, float]:
+def for_image(
+    image: np.ndarray, work: np.ndarray, *, box: Box | None, points: Sequence[Point] | None, config: InitConfig
+) -> tuple[np.ndarray, float]:
     """Class-agnostic ImageNet CAM of ``work`` + dense CRF; the user's box and clicks are not used.
 
     Returns the ``(H, W)`` bool foreground at ``image``'s size and its colour confidence in [0, 1].

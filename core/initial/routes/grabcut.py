@@ -3,7 +3,8 @@ single image, GrabCut in the user's box and clicks."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,14 +24,22 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
     return run_recipe(dataset, "grabcut", config, progress, route="grabcut")
 
 
-def for_image(image: np.ndarray, work: np.ndarray, *, box: Box | None, points: Sequence[Point] | None,
-              config: InitConfig) -> tuple[np.ndarray, float]:
+def for_image(
+    image: np.ndarray, work: np.ndarray, *, box: Box | None, points: Sequence[Point] | None, config: InitConfig
+) -> tuple[np.ndarray, float]:
     """GrabCut in the box, with the clicks as sure fg/bg (see ``prompted_grabcut``)."""
     return prompted_grabcut(image, work, box=box, points=points, config=config, recipe="grabcut")
 
 
-def prompted_grabcut(image: np.ndarray, work: np.ndarray, *, box: Box | None, points: Sequence[Point] | None,
-                     config: InitConfig, recipe: str) -> tuple[np.ndarray, float]:
+def prompted_grabcut(
+    image: np.ndarray,
+    work: np.ndarray,
+    *,
+    box: Box | None,
+    points: Sequence[Point] | None,
+    config: InitConfig,
+    recipe: str,
+) -> tuple[np.ndarray, float]:
     """Foreground of one image from a user box and/or clicks, else by ``recipe`` on a coarse map.
 
     Args:
@@ -54,7 +63,14 @@ def prompted_grabcut(image: np.ndarray, work: np.ndarray, *, box: Box | None, po
         fg = resize_probs(probs, hw).argmax(0).astype(bool)
     else:
         coarse = None if box is not None else topk_map(work, config)
-        fg_work = grabcut_interactive(work, box=box, points=points, coarse=coarse,
-                                      prob_fg=config.prob_fg_threshold, iters=config.grabcut_iters, seed=config.seed)
+        fg_work = grabcut_interactive(
+            work,
+            box=box,
+            points=points,
+            coarse=coarse,
+            prob_fg=config.prob_fg_threshold,
+            iters=config.grabcut_iters,
+            seed=config.seed,
+        )
         fg = resize_mask(fg_work.astype(np.uint8), hw).astype(bool)
     return fg, colour_confidence(image, fg)

@@ -11,8 +11,9 @@ from core.initial.result import Collector, InitialResult
 from core.progress import Progress
 
 
-def run_recipe(dataset: Dataset, recipe: str, config: InitConfig, progress: Progress | None, *,
-               route: str) -> InitialResult:
+def run_recipe(
+    dataset: Dataset, recipe: str, config: InitConfig, progress: Progress | None, *, route: str
+) -> InitialResult:
     """Masks of every image by ``recipe`` (``cam``, ``grabcut`` or ``fused``), reported as ``route``.
 
     The coarse maps are ``config.coarse`` (class CAMs for the ``cam`` recipe); ``info`` holds the

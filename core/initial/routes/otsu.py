@@ -4,7 +4,8 @@ images train a GFN, which labels the others; for a single image, Otsu against th
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,8 +58,13 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
         if progress is not None:
             progress("otsu", i + 1, len(samples))
     picked, how = _pick(samples, stats, config)
-    pairs = [(resize_longest(samples[i].load_image(), config.work_size),
-              ignore_band(masks[i].astype(np.uint8), config.ignore_band)) for i in picked]
+    pairs = [
+        (
+            resize_longest(samples[i].load_image(), config.work_size),
+            ignore_band(masks[i].astype(np.uint8), config.ignore_band),
+        )
+        for i in picked
+    ]
     model = train_gfn(pairs, 2, config, progress=progress)
     out = Collector(config.keep_probs)
     picked_set = set(picked)
@@ -72,13 +78,18 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
         s = samples[i]
         probs = fg_to_probs(pred.probs[1], image_classes(s, cmap)[0], k)
         out.add(s.stem, probs, probs.shape[1:], margin_confidence(probs))
-    info = {"n_simple": len(picked), "simple_stems": [samples[i].stem for i in picked], "simple_picked_by": how,
-            "simple_stats": {samples[i].stem: vars(stats[i]) for i in range(len(samples))}}
+    info = {
+        "n_simple": len(picked),
+        "simple_stems": [samples[i].stem for i in picked],
+        "simple_picked_by": how,
+        "simple_stats": {samples[i].stem: vars(stats[i]) for i in range(len(samples))},
+    }
     return out.result("otsu", info)
 
 
-def for_image(image: np.ndarray, work: np.ndarray, *, box: Box | None, points: Sequence[Point] | None,
-              config: InitConfig) -> tuple[np.ndarray, float]:
+def for_image(
+    image: np.ndarray, work: np.ndarray, *, box: Box | None, points: Sequence[Point] | None, config: InitConfig
+) -> tuple[np.ndarray, float]:
     """Otsu of ``work`` against its border colour; the user's box and clicks are not used.
 
     Returns the ``(H, W)`` bool foreground at ``image``'s size and Otsu's separability in [0, 1].

@@ -26,8 +26,10 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
     from core.initial.transfer import VOC_MODELS
 
     if source is None:
-        raise ValueError("route 'transfer' needs a source: a labelled Dataset (or its folder) of a related class, "
-                         f"or a torchvision VOC model name {list(VOC_MODELS)} (or 'voc')")
+        raise ValueError(
+            "route 'transfer' needs a source: a labelled Dataset (or its folder) of a related class, "
+            f"or a torchvision VOC model name {list(VOC_MODELS)} (or 'voc')"
+        )
     if isinstance(source, str) and not Path(source).exists():
         name = source.split(":", 1)[1] if source.startswith("torchvision:") else source
         return _from_voc_model(dataset, config.voc_model if name == "voc" else name, config, progress)
@@ -44,8 +46,7 @@ def _load_source(source: Any) -> Dataset:
     raise ValueError(f"source must be a Dataset, a dataset folder or a torchvision VOC model name; got {source!r}")
 
 
-def _from_voc_model(dataset: Dataset, model_name: str, config: InitConfig, progress: Progress | None
-                    ) -> InitialResult:
+def _from_voc_model(dataset: Dataset, model_name: str, config: InitConfig, progress: Progress | None) -> InitialResult:
     from core.initial.transfer import load_voc_model, voc_class, voc_foreground
 
     cmap = dataset.classmap
@@ -66,13 +67,15 @@ def _from_voc_model(dataset: Dataset, model_name: str, config: InitConfig, progr
         out.add(s.stem, probs, image.shape[:2], margin_confidence(probs))
         if progress is not None:
             progress("initial masks (transfer)", i + 1, len(dataset))
-    info = {"source": f"torchvision:{model_name}", "weights": config.voc_weights,
-            "voc_classes": {cmap.names[c]: v or "any" for c, v in mapping.items()}}
+    info = {
+        "source": f"torchvision:{model_name}",
+        "weights": config.voc_weights,
+        "voc_classes": {cmap.names[c]: v or "any" for c, v in mapping.items()},
+    }
     return out.result("transfer", info)
 
 
-def _from_dataset(dataset: Dataset, source: Dataset, config: InitConfig, progress: Progress | None
-                  ) -> InitialResult:
+def _from_dataset(dataset: Dataset, source: Dataset, config: InitConfig, progress: Progress | None) -> InitialResult:
     from core.initial.gfn_bridge import predict_gfn, train_gfn
     from core.initial.transfer import binarise_source_mask
 
@@ -84,18 +87,19 @@ def _from_dataset(dataset: Dataset, source: Dataset, config: InitConfig, progres
     same = src.classmap == cmap and k > 2
     pairs = []
     for s in src:
-        m = s.load_mask()
+        m = s.require_mask()
         pairs.append((s.image_path, m if same else binarise_source_mask(m)))
     model = train_gfn(pairs, k if same else 2, config, progress=progress)
     out = Collector(config.keep_probs)
     samples = list(dataset)
     for s, pred in zip(samples, predict_gfn(model, [s.image_path for s in samples], config, progress=progress)):
         classes = image_classes(s, cmap)
-        if same:
-            probs = keep_classes(pred.probs, classes)
-        else:
-            probs = fg_to_probs(pred.probs[1], classes[0], k)
+        probs = keep_classes(pred.probs, classes) if same else fg_to_probs(pred.probs[1], classes[0], k)
         out.add(s.stem, probs, probs.shape[1:], margin_confidence(probs))
-    info = {"source": "dataset", "source_images": len(src), "source_classes": list(src.classmap.names),
-            "binarised": not same}
+    info = {
+        "source": "dataset",
+        "source_images": len(src),
+        "source_classes": list(src.classmap.names),
+        "binarised": not same,
+    }
     return out.result("transfer", info)
