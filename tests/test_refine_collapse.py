@@ -157,6 +157,11 @@ def test_a_collapsed_round_stops_the_run_and_round_0_is_kept(example, tmp_path, 
     assert again.status == "degraded" and [v.collapsed for v in again.verdicts] == [False, True]
     table = format_table(again)
     assert "COLLAPSED round 1: 100% of the 6 images" in table and "status: degraded" in table
+    from core.refine.apply import Labeller
+
+    with pytest.raises(ValueError, match=r"no usable trained model: round\(s\) \[1\] collapsed"):
+        Labeller.from_run(tmp_path / "run")  # round 0 was kept: never fall back to the collapsed model
+    assert Labeller.from_run(tmp_path / "run", 1).classmap == example.classmap  # asked for explicitly
 
 
 def test_all_empty_masks_end_collapsed_and_the_cli_exits_3(example, tmp_path, monkeypatch, capsys):

@@ -78,12 +78,17 @@ class Labeller:
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, round_index: int | None = None, **overrides) -> Labeller:
         """The model of a run's best round (or of ``round_index``). Round 0 has no model: the nearest
-        later round's model is used then."""
+        later round's model is used then, never the model of a round the collapse guard flagged."""
         from core.refine.runner import load_run
 
         run = load_run(Path(run_dir))
         want = run.best_round if round_index is None else round_index
+        flagged = zip(run.rounds, run.verdicts) if run.config.stop.collapse_guard else ()
+        collapsed = {r.index for r, v in flagged if v.collapsed and r.index != round_index}
         with_model = [(r.index, r.checkpoint) for r in run.rounds if r.checkpoint is not None]
+        if collapsed and not [i for i, _ in with_model if i not in collapsed]:
+            raise ValueError(f"run {run_dir} has no usable trained model: round(s) {sorted(collapsed)} collapsed")
+        with_model = [(i, c) for i, c in with_model if i not in collapsed]
         if not with_model:
             raise ValueError(f"run {run_dir} has no trained model yet (only round 0 is finished)")
         index, checkpoint = next(((i, c) for i, c in with_model if i >= want), with_model[-1])
