@@ -61,8 +61,11 @@ TINY = {
     "postprocess": "none",
     "tta_flip": False,
     "network_options": {"aspp_channels": 16, "low_channels": 8},
+    "stop.collapse_guard": False,
 }
-"""Engine settings for tests: no network in round 0, a narrow random-init GFN, one epoch."""
+"""Engine settings for tests: no network in round 0, a narrow random-init GFN, one epoch. Such a network
+learns nothing and its rounds collapse: the collapse guard is off for the plugin's plumbing (its test
+turns it on)."""
 
 
 def run_op(name: str, dataset, **params):
@@ -213,7 +216,8 @@ def test_a_collapsed_run_is_reported_in_the_result_the_log_and_the_run(dataset, 
 
     monkeypatch.setattr(filters, "consistent_mask", lambda mask, allowed: np.zeros_like(mask))  # every mask empty
     with caplog.at_level("ERROR", logger="gfn_fiftyone.autolabel"):
-        out = run_op("auto_label", dataset, **auto_label_params(rounds=0))
+        guarded = {**TINY, "stop.collapse_guard": True}
+        out = run_op("auto_label", dataset, **auto_label_params(rounds=0, engine_options=guarded))
     assert out["status"] == "collapsed" and out["warning"].startswith("the run collapsed: 100% of the kept masks")
     assert [r for r in caplog.records if "the run collapsed" in r.getMessage()]
     assert dataset.get_run_info("gfn").config.outcome == "collapsed"
