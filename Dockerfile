@@ -42,7 +42,8 @@ USER gfn
 VOLUME ["/data"]
 EXPOSE 9090
 
-# BASIC_AUTH_USER/BASIC_AUTH_PASS, when set, also protect /health.
+# The backend listens on 0.0.0.0 here, so it starts only with BASIC_AUTH_USER/BASIC_AUTH_PASS set (or
+# ALLOW_UNAUTHENTICATED=true, logged as a warning); the credentials protect /health too.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD curl -fsS ${BASIC_AUTH_USER:+-u "$BASIC_AUTH_USER:$BASIC_AUTH_PASS"} "http://127.0.0.1:${PORT}/health" || exit 1
 

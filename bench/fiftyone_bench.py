@@ -8,8 +8,11 @@ Builds the built-in example (``--n`` images) as a FiftyOne dataset on a temporar
 delegated operation (queued, then executed by ``DelegatedOperationService`` in this process, like
 ``fiftyone delegated launch``). Prints machine info, the settings, per-round engine seconds and
 mIoU, and the wall time split into engine and plugin overhead (building the target, writing the
-fields, storing the run); ``--out`` also writes it as JSON. (The engine caps its training crop at the images' size, so
-the 96 px example trains on 96 px crops without ``--set crop_size=96``.)
+fields, storing the run); then the cost of the label-free review signals (confidence heatmaps from
+the stored probabilities and their field) per round against a reference measured in the same run,
+writing the round's mask field (median of ``--repeat`` runs each); ``--out`` also writes it as
+JSON. (The engine caps its training crop at the images' size, so the 96 px example trains on 96 px
+crops without ``--set crop_size=96``.)
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="other RunConfig settings, values as JSON (e.g. epochs=2 pretrained=false)",
     )
+    p.add_argument("--repeat", type=int, default=3, help="repetitions of the signals timing (default 3)")
     p.add_argument("--out", default=None, help="also write the report as JSON to this file")
     return p.parse_args(argv)
 
@@ -57,6 +61,7 @@ def machine_info() -> dict:
         "torch_threads": torch.get_num_threads(),
         "fiftyone": fo.__version__,
         "cuda": torch.cuda.is_available(),
+        "load_average": os.getloadavg(),
     }
 
 
@@ -133,8 +138,10 @@ def main(argv=None) -> int:
             {k: r.get(k) for k in ("round", "route", "miou", "changed", "reliability", "seconds")} for r in res.rounds
         ]
         engine_s = sum(r["seconds"] or 0.0 for r in rows)
+        signals_timing = time_signals(ds, Path(summary["run_dir"]), args.repeat)
         report = {
             "machine": info,
+            "signals": signals_timing,
             "n_images": args.n,
             "size": args.size,
             "config": config.to_dict(),
@@ -158,6 +165,12 @@ def main(argv=None) -> int:
             f"(engine {engine_s:.1f}s, plugin {wall - engine_s:.1f}s) for {args.n} images, "
             f"best round {summary['best_round']} ({summary['stopped_reason']})"
         )
+        for row in signals_timing["rounds"]:
+            print(
+                f"round {row['round']}: confidence maps + heatmap field {row['signals_ms_per_image']:.2f} ms/image, "
+                f"reference mask field {row['reference_ms_per_image']:.2f} ms/image (medians of {args.repeat})"
+            )
+        print(f"load average at the end: {os.getloadavg()}")
         if args.out:
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +180,45 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def time_signals(ds, run_dir: Path, repeat: int) -> dict:
+    """Per round: median seconds of the review signals (confidence PNGs from the probabilities + the
+    Heatmap field) and of the reference, the round's Segmentation field write, in the same process."""
+    import statistics
+
+    from core.classmap import ClassMap
+    from core.refine.runner import load_run
+    from gfn_fiftyone import convert, signals
+    from gfn_fiftyone.naming import RunNames
+
+    run = load_run(run_dir)
+    names = RunNames("gfn")
+    ids = dict(zip((Path(p).stem for p in ds.values("filepath")), ds.values("id")))
+    targets = ClassMap(tuple(ds.mask_targets["gfn"][i] for i in sorted(ds.mask_targets["gfn"])))
+    rows = []
+    for info in run.rounds:
+        masks = {p.stem: p for p in sorted(info.masks_dir.glob("*.png"))}
+        sig, ref = [], []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            maps = signals.write_confidence_maps(run_dir, info)
+            signals.write_heatmap_field(ds, names.confidence(info.index), maps, ids)
+            sig.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            convert.write_masks_field(ds, names.round(info.index), masks, ids, targets)
+            ref.append(time.perf_counter() - t0)
+        n = max(len(masks), 1)
+        rows.append(
+            {
+                "round": info.index,
+                "signals_ms_per_image": 1000 * statistics.median(sig) / n,
+                "reference_ms_per_image": 1000 * statistics.median(ref) / n,
+                "signals_seconds": sig,
+                "reference_seconds": ref,
+            }
+        )
+    return {"repeat": repeat, "rounds": rows, "load_average": os.getloadavg()}
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@
 Starts a stand-in Label Studio file server (stdlib HTTP on 127.0.0.1, checking the API key) that
 serves the built-in example's images as ``/data/upload/...``, then ``gfn-autolabel
 serve-labelstudio`` (gunicorn + uvicorn workers) on another loopback port, and sends a bounded
-number of ``/predict`` requests (one task each) from 1, 4 and 8 concurrent clients. Reports p50/p95
-latency, throughput and errors (zero expected) with the machine's details. Nothing leaves the
+number of ``/predict`` requests (one task each, 400-px images by default) from 1, 4 and 8
+concurrent clients, ``--repeats`` times per level. Reports the medians over the repeats of p50/p95
+latency, throughput and errors (zero expected), next to two references measured in the same run:
+the model computation alone in this process (same image, same torch threads) and a plain image
+download from the file server, with the machine's details and load average. Nothing leaves the
 machine; every loop is bounded in count and time.
 
+    python bench/labelstudio_bench.py --with-model         # a GFN trained for 1 epoch first (the usual case)
     python bench/labelstudio_bench.py                      # initial route (no trained model)
-    python bench/labelstudio_bench.py --with-model         # a GFN trained for 1 epoch first
     python bench/labelstudio_bench.py --clients 1,4 --requests 16 --workers 2 --json out.json
 """
 
@@ -116,6 +119,54 @@ def train_stub_model(model_dir: Path, image_paths: list[Path], masks) -> str:
     return "bench-model"
 
 
+def references(model_dir: Path, ds, tasks: list[dict], ls_url: str, with_model: bool, torch_threads: int) -> dict:
+    """Medians, in this process: the engine's computation on one image, and one image download."""
+    import numpy as np
+    import torch
+
+    from core.classmap import ClassMap
+    from core.io.images import read_image
+    from labelstudio_backend.engine import Engine
+    from labelstudio_backend.settings import BackendSettings
+    from labelstudio_backend.store import ProjectStore
+
+    torch.set_num_threads(torch_threads)
+    engine = Engine(BackendSettings(model_dir=model_dir, torch_threads=torch_threads))
+    cmap = ClassMap.from_names(["ellipse", "star", "ring"])
+    cur = ProjectStore(model_dir, "1").current() if with_model else None
+    compute, fetch = [], []
+    for s in list(ds)[:8]:
+        image = read_image(s.image_path)
+        t0 = time.perf_counter()
+        if cur is not None:
+            engine.label(cur.checkpoint, image, [s.labels[0]])
+        else:
+            engine.initial(image, cmap.index(s.labels[0]), cmap.num_classes)
+        compute.append(time.perf_counter() - t0)
+    for t in tasks[:8]:
+        t0 = time.perf_counter()
+        httpx.get(ls_url + t["data"]["image"], headers={"Authorization": f"Token {TOKEN}"}).raise_for_status()
+        fetch.append(time.perf_counter() - t0)
+    return {
+        "compute_ms_median": round(float(np.median(compute[1:])) * 1000, 1),  # the first call loads the model
+        "fetch_ms_median": round(float(np.median(fetch)) * 1000, 1),
+    }
+
+
+def median_level(runs: list[dict]) -> dict:
+    """One level's figures as medians over its repeats (errors summed)."""
+    out = dict(runs[0])
+    for key in ("p50_ms", "p95_ms", "mean_ms", "throughput_rps", "wall_s"):
+        values = [r[key] for r in runs if r[key] is not None]
+        out[key] = round(statistics.median(values), 2) if values else None
+    out["errors"] = sum(r["errors"] for r in runs)
+    out["requests"] = sum(r["requests"] for r in runs)
+    out["ok"] = sum(r["ok"] for r in runs)
+    out["error_samples"] = [e for r in runs for e in r["error_samples"]][:3]
+    out["repeats"] = [{k: r[k] for k in ("p50_ms", "p95_ms", "errors")} for r in runs]
+    return out
+
+
 def run_level(url: str, tasks: list[dict], clients: int, n_requests: int, timeout: float) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
@@ -171,14 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="request threads per worker")
     ap.add_argument("--torch-threads", type=int, default=1, help="torch threads per worker (default 1)")
     ap.add_argument("--images", type=int, default=12, help="distinct example images (default 12)")
-    ap.add_argument("--size", type=int, default=96, help="example image side in pixels (default 96)")
+    ap.add_argument("--size", type=int, default=400, help="example image side in pixels (default 400)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per concurrency level, medians reported (default 3)")
     ap.add_argument("--with-model", action="store_true", help="serve a GFN trained for 1 epoch (else initial route)")
     ap.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds")
     ap.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = ap.parse_args(argv)
     levels = [int(c) for c in args.clients.split(",") if c.strip()]
-    if args.requests < 1 or args.requests > 500 or not levels or max(levels) > 32:
-        ap.error("--requests must be 1..500 and clients 1..32")
+    if args.requests < 1 or args.requests > 500 or not levels or max(levels) > 32 or not 1 <= args.repeats <= 10:
+        ap.error("--requests must be 1..500, clients 1..32 and --repeats 1..10")
 
     from core.data.example import make_example
 
@@ -225,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.Popen(cmd, env=env, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     report: dict = {"mode": mode, "machine": machine_info(args.workers, args.threads), "levels": []}
+    report["reference"] = references(model_dir, ds, tasks, ls_url, args.with_model, args.torch_threads)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -242,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         warm = run_level(url, tasks, clients=args.workers, n_requests=2 * args.workers, timeout=args.timeout)
         report["warmup"] = {"seconds": round(time.perf_counter() - t0, 1), "errors": warm["errors"]}
         for c in levels:
-            report["levels"].append(run_level(url, tasks, c, args.requests, args.timeout))
+            runs = [run_level(url, tasks, c, args.requests, args.timeout) for _ in range(args.repeats)]
+            report["levels"].append(median_level(runs))
         report["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the group this script started
@@ -261,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"backend: {args.workers} gunicorn/uvicorn worker(s), torch threads {args.torch_threads}; "
         f"{args.images} images of {args.size}px, 1 task per request; warm-up {report['warmup']['seconds']}s"
+    )
+    ref = report["reference"]
+    print(
+        f"reference in this process: model computation {ref['compute_ms_median']} ms/image, image download "
+        f"{ref['fetch_ms_median']} ms (medians); figures below are medians of {args.repeats} runs per level"
     )
     print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'req/s':>7}")
     for lv in report["levels"]:

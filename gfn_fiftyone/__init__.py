@@ -25,7 +25,8 @@ def register(plugin) -> None:
     """Called by FiftyOne with the plugin context: register the operators and the panel."""
     from gfn_fiftyone.operators import OPERATORS
     from gfn_fiftyone.panel import RunsPanel
+    from gfn_fiftyone.review import operators as review_operators
 
-    for cls in OPERATORS:
+    for cls in (*OPERATORS, *review_operators()):
         plugin.register(cls)
     plugin.register(RunsPanel)

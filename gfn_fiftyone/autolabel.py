@@ -9,19 +9,29 @@ resumes from its last finished round when started again with the same prefix. Th
 guard (``core.refine.collapse``) gives every finished run an outcome, ``"ok"``, ``"degraded"`` or
 ``"collapsed"``: it is stored on the run (``outcome`` in its config, ``status`` in its results),
 logged as a warning or an error, and returned with a ``warning`` line when it is not ``"ok"``.
+
+Besides the masks, every run writes the label-free review signals of :mod:`gfn_fiftyone.signals`
+(confidence heatmaps per round, the best round's reliability parts, a tag on dropped samples).
+
+``overwrite=True`` replaces an existing run only when the new one succeeded: the new run is made in
+a staging folder beside the old one (``.<prefix>.new``) while the old fields, run record and mask
+files stay untouched; on success the folders are swapped and the fields rewritten; on failure the
+staging folder is removed and the old run is exactly as it was (issue 12).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.refine.config import RunConfig
-from gfn_fiftyone import convert, runs
+from gfn_fiftyone import convert, review, runs, signals
 from gfn_fiftyone.naming import RunNames
 from gfn_fiftyone.progress import ProgressFn, RunProgress
 
@@ -76,6 +86,7 @@ def clear_outputs(dataset, names: RunNames) -> None:
     if targets != dict(dataset.mask_targets):
         dataset.mask_targets = targets
         dataset.save()
+    dataset.untag_samples(names.dropped_tag)
     runs.delete_run(dataset, names.run_key)
 
 
@@ -95,13 +106,57 @@ def round_row(info) -> dict[str, Any]:
     }
 
 
-def write_round(dataset, target: convert.Target, names: RunNames, info) -> None:
-    """The three fields of one finished round."""
+def write_round(dataset, target: convert.Target, names: RunNames, info, run_dir: Path) -> dict[str, Path]:
+    """The fields of one finished round (masks, reliability, changed, confidence heatmap); returns the
+    round's confidence maps ``{stem: path}`` (written under ``run_dir``)."""
     masks = {p.stem: p for p in sorted(Path(info.masks_dir).glob("*.png"))}
     convert.write_masks_field(dataset, names.round(info.index), masks, target.ids, target.classmap)
     convert.write_float_field(dataset, names.reliability(info.index), info.scores, target.ids)
     changed = info.changed if info.index > 0 else {s: None for s in info.scores}
     convert.write_float_field(dataset, names.changed(info.index), changed, target.ids)
+    maps = signals.write_confidence_maps(run_dir, info)
+    signals.write_heatmap_field(dataset, names.confidence(info.index), maps, target.ids)
+    return maps
+
+
+def write_best(dataset, target: convert.Target, names: RunNames, result, maps: Mapping[str, Path]) -> None:
+    """The best round under the prefix: masks (``final/masks``), reliability and the review signals."""
+    best = result.round(result.best_round)
+    final = {p.stem: p for p in sorted(Path(result.final_masks_dir).glob("*.png"))}
+    convert.write_masks_field(dataset, names.best, final, target.ids, target.classmap)
+    convert.write_float_field(dataset, names.best_reliability, best.scores, target.ids)
+    signals.write_best_signals(dataset, names, best, target.ids, maps)
+
+
+def _rebase(result, old: Path, new: Path):
+    """``result`` (a ``RunResult`` read in ``old``) with every path moved under ``new``."""
+
+    def move(p: Path | None) -> Path | None:
+        return None if p is None else new / Path(p).relative_to(old)
+
+    rounds = [dataclasses.replace(r, masks_dir=move(r.masks_dir), checkpoint=move(r.checkpoint)) for r in result.rounds]
+    return dataclasses.replace(result, run_dir=new, rounds=rounds)
+
+
+def _staging_dirs(run_dir: Path) -> tuple[Path, Path]:
+    """``(new, old)``: the folder a replacing run is made in, and where the old run waits for the swap."""
+    return run_dir.with_name(f".{run_dir.name}.new"), run_dir.with_name(f".{run_dir.name}.old")
+
+
+def _swap_in(staging: Path, run_dir: Path, old: Path) -> None:
+    """``staging`` becomes ``run_dir``; the previous ``run_dir`` (if any) is moved to ``old`` (deleted by
+    the caller once the fields point at the new run). A failed move puts the old run back."""
+    if old.exists():
+        shutil.rmtree(old)
+    had_old = run_dir.exists()
+    if had_old:
+        run_dir.rename(old)
+    try:
+        staging.rename(run_dir)
+    except BaseException:
+        if had_old:
+            old.rename(run_dir)
+        raise
 
 
 def auto_label(
@@ -116,12 +171,17 @@ def auto_label(
     skip_missing: bool = False,
     runs_dir: str | os.PathLike | None = None,
     progress: ProgressFn | None = None,
+    fixed_field: str | None = None,
 ) -> dict[str, Any]:
     """Label the samples of ``collection`` (a dataset or view) at pixel level; see the module docstring.
 
+    ``fixed_field``: a Segmentation field of human-corrected masks (``gfn_fiftyone.review``); the
+    samples that have one keep it as a fixed label (``core.refine.fixed``).
+
     Raises ``ValueError`` naming the fields when outputs of ``output_prefix`` exist and neither
     ``overwrite`` is set nor an unfinished run of that prefix can be resumed, and
-    :class:`convert.TargetProblems` listing unusable samples unless ``skip_missing``.
+    :class:`convert.TargetProblems` listing unusable samples unless ``skip_missing``. With
+    ``overwrite``, an existing run is replaced only once the new run succeeded.
     Returns a JSON-ready summary (prefix, run folder, rounds, best round, fields written, skipped).
     """
     from core.refine import rundir
@@ -132,30 +192,35 @@ def auto_label(
     dataset = collection._root_dataset
     record = runs.load_record(dataset, names.run_key) if names.run_key in runs.list_runs(dataset) else None
     resume = bool(record and record.status != runs.COMPLETED and not overwrite)
-    if not resume and not overwrite:
-        existing = existing_outputs(dataset, names)
-        if record is not None or existing:
-            raise ValueError(
-                f"output_prefix {output_prefix!r} is taken on dataset '{dataset.name}' "
-                f"({'a finished run; ' if record else ''}existing: {existing or [names.run_key]}); "
-                f"pass overwrite=True to replace it, or choose another output_prefix"
-            )
+    existing = existing_outputs(dataset, names)
+    if not resume and not overwrite and (record is not None or existing):
+        raise ValueError(
+            f"output_prefix {output_prefix!r} is taken on dataset '{dataset.name}' "
+            f"({'a finished run; ' if record else ''}existing: {existing or [names.run_key]}); "
+            f"pass overwrite=True to replace it, or choose another output_prefix"
+        )
     run_dir = (
         record.run_dir
         if (resume and record is not None and record.run_dir is not None)
         else default_run_dir(dataset, output_prefix, runs_dir)
     )
-    if not resume and not overwrite and Path(run_dir).is_dir() and any(Path(run_dir).iterdir()):
+    occupied = Path(run_dir).is_dir() and any(Path(run_dir).iterdir())
+    if not resume and not overwrite and occupied:
         raise ValueError(
             f"run folder {run_dir} for output_prefix {output_prefix!r} already holds files (from an "
             f"earlier dataset of the same name?); pass overwrite=True, or another runs_dir"
+        )
+    if record is None and names.run_key in dataset.list_runs():
+        raise ValueError(
+            f"run key {names.run_key!r} is used by another kind of FiftyOne run on dataset "
+            f"'{dataset.name}'; choose another output_prefix"
         )
 
     target = convert.build_target(
         collection, label_field=label_field, label=label, gt_field=gt_field, skip_missing=skip_missing
     )
-    if overwrite:
-        clear_outputs(dataset, names)
+    fixed = review.fixed_masks(collection, target, fixed_field) if fixed_field else None
+    replacing = overwrite and bool(record is not None or existing or occupied)
     settings = {
         "prefix": output_prefix,
         "run_dir": str(run_dir),
@@ -167,49 +232,90 @@ def auto_label(
         "n_samples": len(target.dataset),
         "skipped": sorted(target.skipped)[:100],
         "n_skipped": len(target.skipped),
+        "fixed_field": fixed_field,
+        "n_fixed": len(fixed or {}),
     }
-    runs.start_run(collection, names.run_key, settings)
     log.info(
         "%s run %r on %d samples of '%s' into %s",
-        "resuming" if resume else "starting",
+        "resuming" if resume else ("replacing" if replacing else "starting"),
         output_prefix,
         len(target.dataset),
         dataset.name,
         run_dir,
     )
-
     can_resume = resume and (Path(run_dir) / rundir.CONFIG).is_file()
     first = len(rundir.finished_rounds(Path(run_dir))) if can_resume else 0
     tracker = RunProgress(progress, config.rounds, first_round=first)
-    written: set[int] = set()
 
-    def on_round(info: RoundInfo) -> None:
-        write_round(dataset, target, names, info)
-        written.add(info.index)
-        tracker.round_finished(info.index)
+    if replacing:
+        result = _replace_run(collection, target, names, config, Path(run_dir), settings, tracker, fixed)
+    else:
+        if overwrite:  # nothing of this prefix exists: the same as a new run
+            clear_outputs(dataset, names)
+        runs.start_run(collection, names.run_key, settings)
+        maps: dict[int, dict[str, Path]] = {}
 
+        def on_round(info: RoundInfo) -> None:
+            maps[info.index] = write_round(dataset, target, names, info, Path(run_dir))
+            tracker.round_finished(info.index)
+
+        try:
+            result = run_autolabel(
+                target.dataset,
+                run_dir,
+                config,
+                resume=can_resume,
+                overwrite=not can_resume,
+                progress=tracker,
+                on_round=on_round,
+                fixed=fixed,
+            )
+            for info in result.rounds:  # rounds finished by an earlier, interrupted call
+                if info.index not in maps:
+                    maps[info.index] = write_round(dataset, target, names, info, Path(run_dir))
+            write_best(dataset, target, names, result, maps[result.best_round])
+        except BaseException as exc:
+            runs.set_status(dataset, names.run_key, runs.FAILED, error=f"{type(exc).__name__}: {exc}")
+            raise
+    return _finish(dataset, names, result, target, Path(run_dir), can_resume, progress)
+
+
+def _replace_run(collection, target, names: RunNames, config: RunConfig, run_dir: Path, settings, tracker, fixed=None):
+    """Run into a staging folder; only when it succeeded swap it in and replace the prefix's fields and run."""
+    from core.refine.runner import run_autolabel
+
+    dataset = collection._root_dataset
+    staging, old = _staging_dirs(run_dir)
+    if staging.exists():  # a replacing run that was killed: ours, never the user's
+        shutil.rmtree(staging)
     try:
         result = run_autolabel(
             target.dataset,
-            run_dir,
+            staging,
             config,
-            resume=can_resume,
-            overwrite=not can_resume,
+            overwrite=True,
             progress=tracker,
-            on_round=on_round,
+            on_round=lambda info: tracker.round_finished(info.index),
+            fixed=fixed,
         )
-        for info in result.rounds:  # rounds finished by an earlier, interrupted call
-            if info.index not in written:
-                write_round(dataset, target, names, info)
-        best = result.round(result.best_round)
-        final = {p.stem: p for p in sorted(result.final_masks_dir.glob("*.png"))}
-        convert.write_masks_field(dataset, names.best, final, target.ids, target.classmap)
-        convert.write_float_field(dataset, names.best_reliability, best.scores, target.ids)
-    except BaseException as exc:
-        runs.set_status(dataset, names.run_key, runs.FAILED, error=f"{type(exc).__name__}: {exc}")
+    except BaseException:
+        log.error("the new run %r failed; the existing run and its fields are left as they were", names.prefix)
+        shutil.rmtree(staging, ignore_errors=True)
         raise
+    _swap_in(staging, run_dir, old)
+    result = _rebase(result, staging, run_dir)
+    clear_outputs(dataset, names)
+    runs.start_run(collection, names.run_key, settings)
+    maps = {info.index: write_round(dataset, target, names, info, run_dir) for info in result.rounds}
+    write_best(dataset, target, names, result, maps[result.best_round])
+    shutil.rmtree(old, ignore_errors=True)
+    return result
+
+
+def _finish(dataset, names: RunNames, result, target, run_dir: Path, resumed: bool, progress) -> dict[str, Any]:
+    """Store the run's results and status; the JSON-ready summary."""
     rows = [round_row(r) for r in result.rounds]
-    fields = [names.best, names.best_reliability] + [f for r in result.rounds for f in names.round_fields(r.index)]
+    fields = names.best_fields() + [f for r in result.rounds for f in names.round_fields(r.index)]
     runs.save_results(
         dataset,
         names.run_key,
@@ -225,11 +331,11 @@ def auto_label(
     runs.set_status(dataset, names.run_key, runs.COMPLETED, error=None, outcome=result.status)
     warning = result.status_message
     if warning:
-        (log.error if result.status == "collapsed" else log.warning)("run %r: %s", output_prefix, warning)
+        (log.error if result.status == "collapsed" else log.warning)("run %r: %s", names.prefix, warning)
     if progress is not None:
         progress(1.0, f"done: best round {result.best_round}" + (f" ({result.status})" if warning else ""))
     return {
-        "prefix": output_prefix,
+        "prefix": names.prefix,
         "run_dir": str(run_dir),
         "rounds": [r.index for r in result.rounds],
         "best_round": result.best_round,
@@ -237,7 +343,9 @@ def auto_label(
         "status": result.status,
         "warning": warning or None,
         "fields": fields,
+        "dropped_tag": names.dropped_tag,
+        "n_dropped": len(dataset.match_tags(names.dropped_tag)),
         "n_samples": len(target.dataset),
         "skipped": target.skipped_list(),
-        "resumed": can_resume,
+        "resumed": resumed,
     }

@@ -32,6 +32,14 @@ def round_indices(dataset, names: RunNames) -> list[int]:
     return sorted(k for k in ks if k is not None)
 
 
+def existing_evaluations(dataset, output_prefix: str) -> list[str]:
+    """Evaluation keys and per-sample IoU fields of run ``output_prefix`` that already exist."""
+    names = RunNames(output_prefix)
+    ks = round_indices(dataset, names)
+    taken = [names.eval_key(k) for k in ks if names.eval_key(k) in dataset.list_evaluations()]
+    return taken + [names.iou(k) for k in ks if dataset.get_field(names.iou(k)) is not None]
+
+
 def _gt_masks(view, gt_field: str, lut: np.ndarray | None) -> dict[str, np.ndarray]:
     out = {}
     for sid, seg in zip(view.values("id"), view.values(gt_field)):
@@ -75,8 +83,7 @@ def evaluate_rounds(
         raise ValueError(
             f"run {output_prefix!r} has no round fields on dataset '{dataset.name}' (expected {names.round(0)}, ...)"
         )
-    taken = [names.eval_key(k) for k in ks if names.eval_key(k) in dataset.list_evaluations()]
-    taken += [names.iou(k) for k in ks if dataset.get_field(names.iou(k)) is not None]
+    taken = existing_evaluations(dataset, output_prefix)
     if taken and not overwrite:
         raise ValueError(f"evaluations of run {output_prefix!r} exist ({taken}); pass overwrite=True to replace them")
     mask_targets = classmap.to_dict()

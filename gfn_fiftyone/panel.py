@@ -33,6 +33,7 @@ def run_summary(record: gfn_runs.RunRecord) -> dict[str, Any]:
     changed = [r.get("changed") for r in rounds]
     best = record.best_round
     best_miou = miou[xs.index(best)] if best in xs else None
+    best_rel = rounds[xs.index(best)].get("reliability") if best in xs else None
     settings = record.settings
     return {
         "row": {
@@ -42,6 +43,7 @@ def run_summary(record: gfn_runs.RunRecord) -> dict[str, Any]:
             "rounds": len(xs),
             "best_round": _fmt(best, "d"),
             "best_miou": _fmt(best_miou),
+            "best_reliability": _fmt(best_rel),
             "samples": settings.get("n_samples"),
             "labels": settings.get("label_field") or settings.get("label") or "",
             "gt": settings.get("gt_field") or "",
@@ -52,19 +54,28 @@ def run_summary(record: gfn_runs.RunRecord) -> dict[str, Any]:
     }
 
 
-def worst_masks_field(dataset) -> str | None:
-    """The per-sample IoU field to sort by: the best round's of the first evaluated run, else its last."""
+def worst_masks_field(dataset) -> tuple[str | None, str | None]:
+    """``(field, kind)`` to sort the worst masks first by, lowest first: the per-sample IoU of the first
+    evaluated run (its best round's, else its last evaluated round's; ``kind="iou"``), else, without
+    ground truth, the first run's best-round reliability (``kind="reliability"``); ``(None, None)``
+    when no run has either."""
+    records = []
     for key in gfn_runs.list_runs(dataset):
         try:
-            record = gfn_runs.load_record(dataset, key)
+            records.append(gfn_runs.load_record(dataset, key))
         except Exception:
             continue
+    for record in records:
         fields = {int(k): v.get("iou_field") for k, v in record.evaluations.items() if v.get("iou_field")}
         fields = {k: f for k, f in fields.items() if dataset.get_field(f) is not None}
         if fields:
             best = fields.get(record.best_round) if record.best_round is not None else None
-            return best or fields[max(fields)]
-    return None
+            return best or fields[max(fields)], "iou"
+    for record in records:
+        rel = record.names.best_reliability
+        if record.status == gfn_runs.COMPLETED and dataset.get_field(rel) is not None:
+            return rel, "reliability"
+    return None, None
 
 
 def collect(dataset) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -98,6 +109,11 @@ def _layout(title: str, ytitle: str) -> dict[str, Any]:
     }
 
 
+def worst_first_view(dataset, field: str):
+    """The samples that have ``field``, sorted by it ascending (the worst masks first)."""
+    return dataset.exists(field).sort_by(field)
+
+
 class RunsPanel(foo.Panel):
     """Auto-labelling runs of the current dataset."""
 
@@ -116,7 +132,7 @@ class RunsPanel(foo.Panel):
             return
         rows, miou, changed = collect(ctx.dataset)
         ctx.panel.state.runs = rows
-        ctx.panel.state.worst_field = worst_masks_field(ctx.dataset)
+        ctx.panel.state.worst_field, ctx.panel.state.worst_by = worst_masks_field(ctx.dataset)
         ctx.panel.state.has_miou = bool(miou)
         ctx.panel.state.has_changed = bool(changed)
         ctx.panel.data.miou_plot = miou
@@ -129,10 +145,10 @@ class RunsPanel(foo.Panel):
         self.on_load(ctx)
 
     def show_worst(self, ctx) -> None:
-        """Show the evaluated samples, lowest IoU first."""
+        """Show the samples with a score, the worst first: lowest IoU when evaluated, else lowest reliability."""
         field = ctx.panel.state.worst_field
         if field and ctx.dataset.get_field(field) is not None:
-            ctx.ops.set_view(ctx.dataset.exists(field).sort_by(field))
+            ctx.ops.set_view(worst_first_view(ctx.dataset, field))
 
     def render(self, ctx) -> types.Property:
         panel = types.Object()
@@ -175,9 +191,10 @@ class RunsPanel(foo.Panel):
             disabled=not rows,
         )
         worst = ctx.panel.state.worst_field
+        worst_by = ctx.panel.state.worst_by
         actions.btn(
             "worst",
-            label="Worst masks first",
+            label=f"Worst masks first (by {'IoU' if worst_by == 'iou' else 'reliability'})",
             icon="sort",
             variant="outlined",
             on_click=self.show_worst,
@@ -199,6 +216,7 @@ class RunsPanel(foo.Panel):
                 ("rounds", "Rounds"),
                 ("best_round", "Best round"),
                 ("best_miou", "mIoU (best)"),
+                ("best_reliability", "Reliability (best)"),
                 ("samples", "Samples"),
                 ("labels", "Labels"),
                 ("gt", "Ground truth"),

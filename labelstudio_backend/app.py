@@ -5,7 +5,8 @@
 - :mod:`.runtime`: :class:`Backend`, what the routes share (engine, fetcher, jobs, event thread).
 - :mod:`.errors`: the backend's exceptions as ``{"status": "error", "error": "<what to fix>"}``
   with a 4xx/5xx status.
-- :mod:`.auth`: HTTP basic auth on every route; :mod:`.metrics`: request counters.
+- :mod:`.auth`: HTTP basic auth on every route; :mod:`.metrics`: request counters;
+  :mod:`.limits`: the request-body size limit (``MAX_BODY_BYTES``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from labelstudio_backend.auth import basic_auth_middleware
 from labelstudio_backend.engine import Engine
 from labelstudio_backend.errors import install_error_handlers
 from labelstudio_backend.fetch import Resolver
+from labelstudio_backend.limits import BodyLimitMiddleware
 from labelstudio_backend.metrics import metrics_middleware
 from labelstudio_backend.routes import router
 from labelstudio_backend.runtime import Backend
@@ -57,6 +59,7 @@ def create_app(
     app.state.events = backend.events
     app.state.wait_idle = backend.wait_idle
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.middleware("http")(metrics_middleware(backend.metrics))
     if settings.basic_auth is not None:
         # added last, so outermost: refused requests never reach the routes or the counters

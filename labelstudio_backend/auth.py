@@ -1,4 +1,9 @@
-"""HTTP basic auth on every route (``BASIC_AUTH_USER`` / ``BASIC_AUTH_PASS``).
+"""HTTP basic auth on every route (``BASIC_AUTH_USER`` / ``BASIC_AUTH_PASS``), and the rule that
+keeps the backend closed by default.
+
+The backend refuses to listen on anything but a loopback address without credentials
+(:func:`check_listen_address`); ``--allow-unauthenticated`` (``ALLOW_UNAUTHENTICATED=true``)
+overrides that, with a warning in the log.
 
 Label Studio sends the credentials of a project's model connection as ``Authorization: Basic
 <base64(user:password)>``. Both parts are compared in constant time. A request without the right
@@ -11,12 +16,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
+import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from labelstudio_backend.errors import error_response
+from labelstudio_backend.settings import BackendSettings
+
+log = logging.getLogger(__name__)
 
 REALM = "gfn-autolabel"
 
@@ -54,3 +64,37 @@ def basic_auth_middleware(expected: tuple[str, str]) -> HTTPMiddleware:
         return await call_next(request)
 
     return require_basic_auth
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (what the server binds) only accepts connections from this machine."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to any interface
+
+
+def check_listen_address(host: str, settings: BackendSettings) -> None:
+    """Refuse to serve on a non-loopback ``host`` without basic auth, unless explicitly allowed.
+
+    Raises ``ValueError`` saying how to fix it; logs a WARNING when the override is used.
+    """
+    if settings.basic_auth is not None or is_loopback(host):
+        return
+    if settings.allow_unauthenticated:
+        log.warning(
+            "SECURITY: serving on %s WITHOUT authentication (--allow-unauthenticated / ALLOW_UNAUTHENTICATED): "
+            "anyone who reaches this port can change project classes (/setup), plant training masks "
+            "(/webhook) and use the Label Studio API key for image downloads. Set BASIC_AUTH_USER and "
+            "BASIC_AUTH_PASS instead.",
+            host,
+        )
+        return
+    raise ValueError(
+        f"refusing to listen on {host!r} without authentication: set BASIC_AUTH_USER and BASIC_AUTH_PASS "
+        f"(and the same user and password in Label Studio's model connection), listen on 127.0.0.1, or pass "
+        f"--allow-unauthenticated (ALLOW_UNAUTHENTICATED=true) if the network is trusted"
+    )

@@ -3,6 +3,10 @@
 Serves with gunicorn + uvicorn workers (default) or plain uvicorn. Settings come from the
 environment (see ``docs/LABELSTUDIO.md``); the options below override them. The API key is read
 from ``LABEL_STUDIO_API_KEY`` only, never from the command line (which ``ps`` shows).
+
+Closed by default: on an address other than loopback (127.0.0.1, ::1, localhost) the backend
+refuses to start unless BASIC_AUTH_USER and BASIC_AUTH_PASS are set, or --allow-unauthenticated
+(ALLOW_UNAUTHENTICATED=true) is given, which is logged as a warning.
 """
 
 from __future__ import annotations
@@ -51,6 +55,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default=int(os.environ.get("WORKER_TIMEOUT", "300")),
         help="gunicorn worker timeout in seconds (default 300)",
     )
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="serve on a non-loopback address without basic auth (env ALLOW_UNAUTHENTICATED=true); "
+        "logged as a warning. Without it such an address needs BASIC_AUTH_USER/BASIC_AUTH_PASS",
+    )
     p.add_argument("--model-dir", default=None, help="per-project models and masks (env MODEL_DIR)")
     p.add_argument("--label-studio-url", default=None, help="Label Studio base URL (env LABEL_STUDIO_URL)")
     p.add_argument(
@@ -68,6 +79,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from core.cli import CLIError
+    from labelstudio_backend.auth import check_listen_address
     from labelstudio_backend.settings import BackendSettings
 
     for var, value in (
@@ -76,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         ("ALLOWED_HOSTS", args.allowed_hosts),
         ("THREADS", None if args.threads is None else str(args.threads)),
         ("LOG_LEVEL", args.log_level),
+        ("ALLOW_UNAUTHENTICATED", "true" if args.allow_unauthenticated else None),
     ):
         if value is not None:
             os.environ[var] = value  # workers read their settings from the environment
@@ -85,10 +98,14 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     if args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    try:
+        check_listen_address(args.host, settings)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     settings.model_dir.mkdir(parents=True, exist_ok=True)
     log.warning(
         "serving the Label Studio ML backend on http://%s:%d (%d %s worker(s), models in %s, Label "
-        "Studio %s, API key %s)",
+        "Studio %s, API key %s, basic auth %s)",
         args.host,
         args.port,
         args.workers,
@@ -96,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         settings.model_dir,
         settings.label_studio_url or "unset",
         "set" if settings.api_key else "unset",
+        "on" if settings.basic_auth else "OFF",
     )
     if args.server == "uvicorn":
         import uvicorn

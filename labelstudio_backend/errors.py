@@ -11,7 +11,10 @@ exception                                          status
 =================================================  =====================================================
 
 Any other exception is a bug and is left to the server (500, traceback in its log). Routes raise;
-:func:`install_error_handlers` registers :func:`handle_backend_error` for these classes.
+:func:`install_error_handlers` registers :func:`handle_backend_error` for these classes, and
+answers the framework's own errors in the same shape: a body FastAPI cannot read as the route's
+JSON object is ``400`` with one line naming the field, an ``HTTPException`` (``404`` unknown route,
+``413`` body over ``MAX_BODY_BYTES``) keeps its status.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from labelstudio_backend.fetch import FetchError
 from labelstudio_backend.label_config import ConfigError
@@ -77,7 +82,42 @@ async def handle_backend_error(request: Request, exc: Exception) -> JSONResponse
     return error_response(answer.status, answer.message)
 
 
+def validation_message(exc: RequestValidationError) -> str:
+    """One line for FastAPI's validation errors, e.g. ``request body: expected a JSON object``."""
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request body"
+        if err.get("type") == "json_invalid":
+            parts.append(f"request body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})")
+        elif err.get("type") in ("dict_type", "model_attributes_type"):
+            parts.append(f"{where}: expected a JSON object")
+        else:
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request body"
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI could not read the body as the route's parameters: ``400`` with one line."""
+    if not isinstance(exc, RequestValidationError):  # registered for that class only
+        raise exc
+    message = validation_message(exc)
+    log.warning("bad request: %s %s", request.url.path, message)
+    return error_response(400, message)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette/FastAPI ``HTTPException`` (unknown route, body too large) in the backend's shape."""
+    if not isinstance(exc, HTTPException):  # registered for that class only
+        raise exc
+    if exc.status_code == 413:
+        log.warning("%s: %s", request.url.path, exc.detail)
+    return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer every exception of :data:`HANDLED` raised by a route with :func:`handle_backend_error`."""
+    """Answer every exception of :data:`HANDLED` raised by a route with :func:`handle_backend_error`,
+    and the framework's validation errors and ``HTTPException`` in the same JSON shape."""
     for cls in HANDLED:
         app.add_exception_handler(cls, handle_backend_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(HTTPException, handle_http_exception)

@@ -2,17 +2,22 @@
 
 Accepted task values:
 
-- Label Studio paths (``/data/upload/...``, ``/data/local-files/?d=...``, ``/tasks/...``,
-  ``/storage-data/...``) and absolute URLs on ``LABEL_STUDIO_URL``'s origin: fetched from Label
-  Studio with ``Authorization: Token <LABEL_STUDIO_API_KEY>``.
+- Label Studio file paths and absolute URLs on ``LABEL_STUDIO_URL``'s origin: fetched from Label
+  Studio with ``Authorization: Token <LABEL_STUDIO_API_KEY>``, but only when the path is one of
+  ``/data/upload/<file>`` (no query), ``/data/local-files/?d=<relative image path>``,
+  ``/storage-data/uploaded/?filepath=<relative image path>`` or
+  ``/tasks/<id>/resolve/?fileuri=<...>`` (:func:`check_label_studio_path`). Percent-encoding is
+  decoded before the check (``%2e%2e``), double encoding is refused, and every refusal gets the
+  same answer whatever the path, so the backend cannot be used to probe Label Studio's files.
 - Other ``http(s)`` URLs only when their host is in ``ALLOWED_HOSTS``. A host listed exactly may
   be private (an internal image server you chose); a host matched by a ``*.domain`` pattern must
   resolve to public addresses only. No API key is sent there. Redirects are followed by hand
   (at most 3), each hop checked again.
 - Local paths (or ``file://``) only inside ``LOCAL_ROOTS`` (after resolving symlinks).
 
-Every download is limited to ``MAX_IMAGE_BYTES``; the pixel limit is checked from the image
-header before decoding.
+Every download is limited to ``MAX_IMAGE_BYTES`` and to a total deadline of ``FETCH_TIMEOUT``
+seconds (connection, redirects and body together: a server trickling a byte at a time is cut at
+the deadline); the pixel limit is checked from the image header before decoding.
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ from __future__ import annotations
 import ipaddress
 import logging
 import posixpath
+import re
 import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 import httpx
 
@@ -33,6 +42,15 @@ log = logging.getLogger(__name__)
 LS_PATH_PREFIXES = ("/data/upload/", "/data/local-files/", "/tasks/", "/storage-data/")
 """Paths that Label Studio itself serves (relative task values)."""
 MAX_REDIRECTS = 3
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+REFUSED_LS_PATH = (
+    "refusing image reference: not a Label Studio file path; accepted: /data/upload/<project>/<file>, "
+    "/data/local-files/?d=<relative image path>, /storage-data/uploaded/?filepath=<relative image path>, "
+    "/tasks/<id>/resolve/?fileuri=<...>"
+)
+"""The one answer (403) for every refused Label Studio path, so refusals reveal nothing about the path."""
+_TASK_RESOLVE = re.compile(r"^/tasks/[0-9]{1,12}/(resolve|presign)/?$")
 
 Resolver = Callable[[str], list[str]]
 
@@ -43,6 +61,109 @@ class FetchError(Exception):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+def _refused() -> FetchError:
+    return FetchError(REFUSED_LS_PATH, 403)
+
+
+def _clean_relative(path: str) -> bool:
+    """A relative file path with no ``..``/``.``/empty segments, no backslash, no control characters,
+    no further percent-encoding, ending in an image suffix."""
+    if not path or path.startswith(("/", "~")) or "\\" in path or "%" in path:
+        return False
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return False
+    if any(seg in ("", ".", "..") for seg in path.split("/")):
+        return False
+    return path.lower().endswith(IMAGE_SUFFIXES)
+
+
+def check_label_studio_path(value: str) -> str:
+    """``path?query`` of a Label Studio file reference (relative, or an absolute URL on Label Studio's
+    origin), after checking it is one of the accepted file paths; :class:`FetchError` (403, always
+    :data:`REFUSED_LS_PATH`) otherwise."""
+    parts = urlsplit(value)
+    if parts.fragment or parts.username is not None or parts.password is not None:
+        raise _refused()
+    raw_path, query = parts.path, parts.query
+    if "\\" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise _refused()
+    path = unquote(raw_path)
+    if "%" in path or not path.startswith("/"):  # double encoding, or no path at all
+        raise _refused()
+    segments = path[1:].rstrip("/").split("/")
+    if any(seg in ("", ".", "..") for seg in segments):
+        raise _refused()
+    try:
+        params = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise _refused() from None
+    keys = [k for k, _ in params]
+    if path.startswith("/data/upload/") and not query and _clean_relative(path[len("/data/upload/") :]):
+        return raw_path
+    if path == "/data/local-files/" and keys == ["d"] and _clean_relative(params[0][1]):
+        return f"{raw_path}?{query}"
+    if path == "/storage-data/uploaded/" and keys == ["filepath"] and _clean_relative(params[0][1]):
+        return f"{raw_path}?{query}"
+    if _TASK_RESOLVE.match(path) and keys == ["fileuri"] and params[0][1]:
+        return f"{raw_path}?{query}"
+    raise _refused()
+
+
+class _Deadline:
+    """A total deadline for one download: at expiry the connection's socket is shut down, which
+    ends a read blocked on a server that sends a byte at a time (httpx's timeouts are per read)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._streams: list[Any] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.expired or self.remaining() <= 0
+
+    def watch(self, stream: Any) -> None:
+        """Shut ``stream`` (an httpcore network stream) down at the deadline."""
+        if stream is None:
+            return
+        with self._lock:
+            self._streams.append(stream)
+            expired = self.expired
+        if expired:
+            _shutdown(stream)
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpcore ``trace`` extension: catch the stream of each new connection."""
+        if name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            self.watch(info.get("return_value"))
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            streams = list(self._streams)
+        for stream in streams:
+            _shutdown(stream)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _shutdown(stream: Any) -> None:
+    try:
+        sock = stream.get_extra_info("socket")
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
 
 
 def resolve_host(host: str) -> list[str]:
@@ -96,6 +217,7 @@ class ImageFetcher:
         self._allowed = tuple(h.lower() for h in allowed_hosts)
         self._roots = tuple(Path(r).resolve() for r in local_roots)
         self._max_bytes = int(max_bytes)
+        self._timeout = float(timeout)
         self._resolver = resolver or resolve_host
         self._client = httpx.Client(timeout=timeout, follow_redirects=False, transport=transport)
 
@@ -145,13 +267,15 @@ class ImageFetcher:
                 "from Label Studio (Account & Settings > Access token)",
                 400,
             )
-        if value.startswith("/"):
-            path = urlsplit(value).path
-            if posixpath.normpath(path) + ("/" if path.endswith("/") else "") != path or ".." in path.split("/"):
-                raise FetchError(f"refusing Label Studio path with '..' or '//' segments: {value!r}", 403)
-            url = self._ls_url + value
-        else:
-            url = value
+        if not value.startswith("/"):  # an absolute URL on Label Studio's origin: its path below LABEL_STUDIO_URL
+            parts = urlsplit(value)
+            base = urlsplit(self._ls_url).path.rstrip("/")
+            if parts.path != base and not parts.path.startswith(base + "/"):
+                raise _refused()
+            if parts.username is not None or parts.password is not None or parts.fragment:
+                raise _refused()
+            value = parts.path[len(base) :] + (f"?{parts.query}" if parts.query else "")
+        url = self._ls_url + check_label_studio_path(value)  # the same check for relative and absolute values
         headers = {"Authorization": f"Token {self._api_key}"}
         return self._download(url, headers=headers, trusted_origin=self._ls_origin)
 
@@ -197,44 +321,68 @@ class ImageFetcher:
         return Fetched(real.read_bytes(), real.suffix.lower() or ".img", str(real))
 
     def _download(self, url: str, *, headers: dict[str, str], trusted_origin: tuple[str, str, int] | None) -> Fetched:
+        deadline = _Deadline(self._timeout)
+        try:
+            return self._download_within(url, headers=headers, trusted_origin=trusted_origin, deadline=deadline)
+        except httpx.HTTPError as exc:
+            if deadline.passed():
+                raise self._late(url) from None
+            raise FetchError(f"could not download {_safe(url)}: {exc.__class__.__name__}", 502) from None
+        finally:
+            deadline.cancel()
+
+    def _late(self, url: str) -> FetchError:
+        return FetchError(f"image {_safe(url)} did not arrive within FETCH_TIMEOUT={self._timeout:g} s", 504)
+
+    def _download_within(
+        self, url: str, *, headers: dict[str, str], trusted_origin: tuple[str, str, int] | None, deadline: _Deadline
+    ) -> Fetched:
         for _ in range(MAX_REDIRECTS + 1):
-            try:
-                with self._client.stream("GET", url, headers=headers) as resp:
-                    if resp.is_redirect:
-                        target = urljoin(url, resp.headers.get("location", ""))
-                        if trusted_origin is None or _origin(target) != trusted_origin:
-                            headers = {}  # never forward the API key to another origin
-                            trusted_origin = None
-                            if urlsplit(target).scheme.lower() not in ("http", "https"):
-                                raise FetchError(f"refusing redirect from {_safe(url)} to {_safe(target)}", 403)
-                            self._check_host(target)
-                        url = target
-                        continue
-                    if resp.status_code in (401, 403) and "Authorization" in headers:
-                        raise FetchError(
-                            f"Label Studio refused the API key (HTTP {resp.status_code}) for {_safe(url)}: set "
-                            f"LABEL_STUDIO_API_KEY to a valid token of a user of this project",
-                            502,
-                        )
-                    if resp.status_code != 200:
-                        raise FetchError(
-                            f"image server answered HTTP {resp.status_code} for {_safe(url)}",
-                            404 if resp.status_code == 404 else 502,
-                        )
-                    length = resp.headers.get("content-length")
-                    if length and length.isdigit() and int(length) > self._max_bytes:
-                        raise FetchError(
-                            f"image {_safe(url)} has {length} bytes, over MAX_IMAGE_BYTES={self._max_bytes}", 413
-                        )
-                    chunks, total = [], 0
-                    for chunk in resp.iter_bytes():
-                        total += len(chunk)
-                        if total > self._max_bytes:
-                            raise FetchError(f"image {_safe(url)} is over MAX_IMAGE_BYTES={self._max_bytes}", 413)
-                        chunks.append(chunk)
-                    return Fetched(b"".join(chunks), _suffix(url, resp.headers.get("content-type", "")), _safe(url))
-            except httpx.HTTPError as exc:
-                raise FetchError(f"could not download {_safe(url)}: {exc.__class__.__name__}", 502) from None
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise self._late(url)
+            extensions = {"trace": deadline.trace}
+            with self._client.stream("GET", url, headers=headers, timeout=remaining, extensions=extensions) as resp:
+                deadline.watch(resp.extensions.get("network_stream"))  # a reused connection
+                if resp.is_redirect:
+                    target = urljoin(url, resp.headers.get("location", ""))
+                    if trusted_origin is None or _origin(target) != trusted_origin:
+                        headers = {}  # never forward the API key to another origin
+                        trusted_origin = None
+                        if urlsplit(target).scheme.lower() not in ("http", "https"):
+                            raise FetchError(f"refusing redirect from {_safe(url)} to {_safe(target)}", 403)
+                        self._check_host(target)
+                    elif headers:
+                        check_label_studio_path(target)  # the token goes along: the same path rules
+                    url = target
+                    continue
+                if resp.status_code in (401, 403) and "Authorization" in headers:
+                    raise FetchError(
+                        f"Label Studio refused the API key (HTTP {resp.status_code}) for {_safe(url)}: set "
+                        f"LABEL_STUDIO_API_KEY to a valid token of a user of this project",
+                        502,
+                    )
+                if resp.status_code != 200:
+                    raise FetchError(
+                        f"image server answered HTTP {resp.status_code} for {_safe(url)}",
+                        404 if resp.status_code == 404 else 502,
+                    )
+                length = resp.headers.get("content-length")
+                if length and length.isdigit() and int(length) > self._max_bytes:
+                    raise FetchError(
+                        f"image {_safe(url)} has {length} bytes, over MAX_IMAGE_BYTES={self._max_bytes}", 413
+                    )
+                chunks, total = [], 0
+                for chunk in resp.iter_bytes():
+                    if deadline.passed():
+                        raise self._late(url)
+                    total += len(chunk)
+                    if total > self._max_bytes:
+                        raise FetchError(f"image {_safe(url)} is over MAX_IMAGE_BYTES={self._max_bytes}", 413)
+                    chunks.append(chunk)
+                if deadline.passed():
+                    raise self._late(url)
+                return Fetched(b"".join(chunks), _suffix(url, resp.headers.get("content-type", "")), _safe(url))
         raise FetchError(f"too many redirects fetching {_safe(url)}", 502)
 
 

@@ -206,7 +206,14 @@ class TrainingJobs:
         key = parse_label_config(store.load_label_config()).image_key
         try:
             fetched = self.fetcher.fetch(data.get(key, ""))
-            path, _ = store.save_image(tid, fetched.data, fetched.suffix, max_pixels=self.settings.max_image_pixels)
+            path, _ = store.save_image(
+                tid,
+                fetched.data,
+                fetched.suffix,
+                max_pixels=self.settings.max_image_pixels,
+                max_images=self.settings.max_cached_images,
+                max_image_bytes=self.settings.max_cached_image_bytes,
+            )
         except (FetchError, ValueError) as exc:
             log.warning(
                 "project %s task %s: image not available for training (%s); left out", store.project_id, tid, exc
@@ -225,9 +232,11 @@ class TrainingJobs:
         keys = self.settings.label_keys
         labels = []
         for t in tids:
-            data = store.load_task(t) or {}
-            raw = next((data[k] for k in keys if data.get(k) not in (None, "", [])), None)
-            names = [str(v) for v in raw] if isinstance(raw, list) else ([str(raw)] if raw is not None else None)
+            names = store.task_labels(t)  # what the task was labelled with when predicted (<Choices> or data)
+            if names is None:
+                data = store.load_task(t) or {}
+                raw = next((data[k] for k in keys if data.get(k) not in (None, "", [])), None)
+                names = [str(v) for v in raw] if isinstance(raw, list) else ([str(raw)] if raw is not None else None)
             labels.append([n for n in names if n in classmap.names] if names else None)
         results = self.engine.label_many(checkpoint, [images[t] for t in tids], labels)
         verdict = self._guard(store, classmap, dict(zip(tids, results)))

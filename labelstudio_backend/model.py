@@ -8,9 +8,11 @@ context)`` -> ``{"predictions": [...], "model_version": ...}``, ``fit(event, dat
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -47,6 +49,14 @@ class Services:
     engine: Engine
     fetcher: ImageFetcher
     jobs: Any = None  # labelstudio_backend.jobs.TrainingJobs (set by the app)
+    compute: contextlib.AbstractContextManager[Any] = field(default_factory=contextlib.nullcontext)
+    """Held around every model computation (a semaphore of ``PREDICT_CONCURRENCY``): image fetches run
+    freely in the request threads, the network runs at most that many times at once."""
+
+
+def compute_slots(n: int) -> threading.BoundedSemaphore:
+    """The semaphore bounding concurrent model computations of one worker."""
+    return threading.BoundedSemaphore(max(1, int(n)))
 
 
 class GFNSegmenter:
@@ -110,10 +120,18 @@ class GFNSegmenter:
         for task in tasks:
             try:
                 predictions.append(self._predict_task(task, context, version))
-            except (TaskError, FetchError, ImageTooLarge, ConfigError) as exc:
+            except (ValueError, FetchError) as exc:  # TaskError, ImageTooLarge, ConfigError, bad prompt numbers
                 errors.append(exc)
-                log.warning("project %s task %s: %s", self.project_id, _task_id(task), exc)
-                predictions.append({"result": [], "score": 0.0, "model_version": version, "error": str(exc)})
+                log.warning("project %s task %s: %s", self.project_id, _safe_task_id(task), exc)
+                predictions.append(
+                    {
+                        "result": [],
+                        "score": 0.0,
+                        "model_version": version,
+                        "error": str(exc),
+                        "meta": {"why_empty": str(exc)},
+                    }
+                )
         if errors and len(errors) == len(tasks):
             raise errors[0]
         return {"predictions": predictions, "model_version": version}
@@ -127,7 +145,7 @@ class GFNSegmenter:
         stored: list[str] = []
         deleted: list[str] = []
         if event in ANNOTATION_EVENTS:
-            for annotation, task in _annotation_pairs(data):
+            for annotation, task in annotation_pairs(data):
                 tid = self._store_annotation(annotation, task)
                 if tid is not None:
                     stored.append(tid)
@@ -157,22 +175,27 @@ class GFNSegmenter:
     # -- prediction of one task -------------------------------------------------------------------
     def _predict_task(self, task: Mapping[str, Any], context: Mapping[str, Any] | None, version: str) -> dict[str, Any]:
         tid = _task_id(task)
-        data = task.get("data") or {}
-        image = self._task_image(tid, data)
-        labels = self._task_labels(data)
+        data = task.get("data")
+        if not isinstance(data, Mapping):
+            raise TaskError(f"task {tid}: 'data' must be an object with the image under {self.config.image_key!r}")
+        labels, source = self._task_labels(task)
+        parse_prompt(context, self.classmap, width=1, height=1)  # a malformed prompt is refused before any fetch
+        image = self._task_image(tid, data, labels)
         h, w = image.shape[:2]
         prompt = parse_prompt(context, self.classmap, width=w, height=h)
         cmap = self.classmap
+        engine = self.services.engine
         if not prompt.empty:
             name = prompt.class_name or (labels[0] if labels else None) or self._only_class()
             if name is None:
                 raise TaskError(
                     f"task {tid}: which class does the prompt mark? Use a keypoint/rectangle label named after a "
                     f"class {list(cmap.foreground)}, or give the task an image-level label "
-                    f"(task data key {'/'.join(self.settings.label_keys)})"
+                    f"({self._label_sources()})"
                 )
-            mask, score = self.services.engine.initial(image, cmap.index(name), cmap.num_classes, prompt=prompt)
-            return self._prediction(mask, score, version)
+            with self.services.compute:
+                mask, score = engine.initial(image, cmap.index(name), cmap.num_classes, prompt=prompt)
+            return self._prediction(mask, score, version, tid, labels=[name])
         cur = self.store.current()
         if cur is not None:
             check_model_classes(cur.classes, self.config)
@@ -187,67 +210,109 @@ class GFNSegmenter:
             cur = None
         if cur is not None:
             known = [n for n in labels if n in cur.classes] if labels else None
-            mask, score, model_cmap = self.services.engine.label(cur.checkpoint, image, known)
+            with self.services.compute:
+                mask, score, model_cmap = engine.label(cur.checkpoint, image, known)
             mask = _to_config_indices(mask, model_cmap, cmap)
             version = cur.model_version
         else:
             name = (labels[0] if labels else None) or self._only_class()
             if name is None:
-                log.info(
-                    "project %s task %s: no image-level label and no trained model yet: empty prediction "
-                    "(set task data %s, or train a model)",
-                    self.project_id,
-                    tid,
-                    "/".join(self.settings.label_keys),
+                why = (
+                    f"no image-level label for this task and no trained model yet: give it a label "
+                    f"({self._label_sources()}), or train a model"
                 )
-                return {"result": [], "score": 0.0, "model_version": version}
-            mask, score = self.services.engine.initial(image, cmap.index(name), cmap.num_classes)
+                log.info("project %s task %s: empty prediction: %s", self.project_id, tid, why)
+                return {"result": [], "score": 0.0, "model_version": version, "meta": {"why_empty": why}}
+            with self.services.compute:
+                mask, score = engine.initial(image, cmap.index(name), cmap.num_classes)
         if labels:
             keep = np.isin(mask, [cmap.index(n) for n in labels])
             mask = np.where(keep, mask, 0).astype(np.uint8)
         self.store.save_pseudo(tid, mask, score, version, cmap)
-        return self._prediction(mask, score, version)
+        if labels and source:
+            log.debug("project %s task %s: labels %s from %s", self.project_id, tid, labels, source)
+        return self._prediction(mask, score, version, tid, labels=labels)
 
-    def _prediction(self, mask: np.ndarray, score: float, version: str) -> dict[str, Any]:
+    def _label_sources(self) -> str:
+        """Where image-level labels are read from, for messages."""
+        where = [f"task data key {'/'.join(self.settings.label_keys)}"]
+        if self.config.choices:
+            where.insert(0, "a choice in <Choices name=" + "/".join(repr(c.name) for c in self.config.choices) + ">")
+        return " or ".join(where)
+
+    def _prediction(
+        self, mask: np.ndarray, score: float, version: str, tid: str, *, labels: Sequence[str] | None = None
+    ) -> dict[str, Any]:
         results = self.config.control.to_results(mask, self.classmap.names, score)
-        return {"result": results, "score": float(score), "model_version": version}
+        out: dict[str, Any] = {"result": results, "score": float(score), "model_version": version}
+        if not results:
+            looked_for = f" {list(labels)}" if labels else ""
+            found = bool(((mask > 0) & (mask != 255)).any())
+            why = (
+                f"the {self.config.control.tag} regions of the mask were too small to encode"
+                if found
+                else f"model {version} found no object{looked_for} in the image"
+            )
+            log.info("project %s task %s: empty prediction: %s", self.project_id, tid, why)
+            out["meta"] = {"why_empty": why}
+        return out
 
     def _only_class(self) -> str | None:
         fg = self.classmap.foreground
         return fg[0] if len(fg) == 1 else None
 
-    def _task_image(self, tid: str, data: Mapping[str, Any]) -> np.ndarray:
+    def _task_image(self, tid: str, data: Mapping[str, Any], labels: Sequence[str] | None = None) -> np.ndarray:
         key = self.config.image_key
         if key not in data:
             raise TaskError(
                 f'task {tid}: data has no {key!r} (the <Image value="${key}"> of the config); '
-                f"task data keys: {sorted(data)}"
+                f"task data keys: {sorted(str(k) for k in data)}"
             )
-        self.store.save_task(tid, dict(data))
-        fetched = self.services.fetcher.fetch(data[key])
+        value = data[key]
+        if not isinstance(value, str):
+            raise TaskError(
+                f"task {tid}: data[{key!r}] must be a string (an image URL or path), got {type(value).__name__}"
+            )
+        fetched = self.services.fetcher.fetch(value)
         try:
             _, image = self.store.save_image(
-                tid, fetched.data, fetched.suffix, max_pixels=self.settings.max_image_pixels
+                tid,
+                fetched.data,
+                fetched.suffix,
+                max_pixels=self.settings.max_image_pixels,
+                max_images=self.settings.max_cached_images,
+                max_image_bytes=self.settings.max_cached_image_bytes,
             )
         except ImageTooLarge as exc:
             raise TaskError(str(exc), 413) from None
         except ValueError as exc:  # ImageReadError
             raise TaskError(f"task {tid}: {fetched.source} is not a readable image ({exc})", 422) from None
+        self.store.save_task(tid, dict(data), labels=labels)
         return image
 
-    def _task_labels(self, data: Mapping[str, Any]) -> list[str] | None:
+    def _task_labels(self, task: Mapping[str, Any]) -> tuple[list[str] | None, str]:
+        """The task's image-level labels and where they came from: a ``<Choices>`` answer in its
+        annotations, else a task-data key (``LABEL_KEYS``), else a ``<Choices>`` in its predictions."""
+        names, source = self.config.task_choices({"annotations": task.get("annotations")})
+        if names:
+            return names, source
+        raw_data = task.get("data")
+        data: Mapping[str, Any] = raw_data if isinstance(raw_data, Mapping) else {}
         for key in self.settings.label_keys:
             if key in data and data[key] not in (None, "", []):
                 raw = data[key]
-                names = [str(v) for v in raw] if isinstance(raw, (list, tuple)) else [str(raw)]
-                unknown = [n for n in names if n not in self.classmap.foreground]
+                found = [str(v) for v in raw] if isinstance(raw, (list, tuple)) else [str(raw)]
+                unknown = [n for n in found if n not in self.classmap.foreground]
                 if unknown:
                     raise TaskError(
                         f"task label(s) {unknown} (data key {key!r}) are not labels of the config "
                         f"{list(self.classmap.foreground)}; add them as <Label value=...> or fix the task"
                     )
-                return names
-        return None
+                return found, f"task data key {key!r}"
+        names, source = self.config.task_choices({"predictions": task.get("predictions")})
+        if names:
+            return names, source
+        return None, ""
 
     # -- annotations ----------------------------------------------------------------------------
     def _store_annotation(self, annotation: Mapping[str, Any], task: Mapping[str, Any]) -> str | None:
@@ -257,15 +322,31 @@ class GFNSegmenter:
             return None
         results = annotation.get("result") or []
         data = (task or {}).get("data") or self.store.load_task(tid) or {}
+        if not isinstance(data, Mapping):
+            data = {}
+        chosen, _ = self.config.task_choices({"annotations": [annotation]})
+        mask = self.config.control.to_mask(results, self.classmap)
+        if mask is None and chosen is not None:
+            # an image-level answer only (<Choices>): remembered as the task's labels, never as an empty mask
+            if data:
+                self.store.save_task(tid, dict(data), labels=chosen)
+            log.info(
+                "project %s task %s: annotation chose %s and drew no %s region: labels kept, no human mask stored",
+                self.project_id,
+                tid,
+                chosen,
+                self.config.control.tag,
+            )
+            return None
         image_shape = None
         if data:
             try:
-                image_shape = self._task_image(tid, data).shape[:2]
+                image_shape = self._task_image(tid, data, chosen).shape[:2]
             except (TaskError, FetchError) as exc:
+                self.store.save_task(tid, dict(data), labels=chosen)  # training fetches the image again later
                 log.warning(
                     "project %s task %s: image not fetched (%s); storing the mask anyway", self.project_id, tid, exc
                 )
-        mask = self.config.control.to_mask(results, self.classmap)
         if mask is None:
             if image_shape is None:
                 log.info(
@@ -305,12 +386,17 @@ def _task_id(task: Mapping[str, Any]) -> str:
     return check_id(task.get("id"), "task")
 
 
-def _annotation_pairs(data: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+def _safe_task_id(task: Any) -> str:
+    """The task's id for a log line, whatever the task holds."""
+    return repr(task.get("id"))[:40] if isinstance(task, Mapping) else f"<{type(task).__name__}>"
+
+
+def annotation_pairs(data: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
     """``(annotation, task)`` pairs of a single or bulk annotation webhook."""
     ann, task = data.get("annotation"), data.get("task")
     if isinstance(ann, list):
-        tasks = {t.get("id"): t for t in (task or []) if isinstance(t, Mapping)}
-        return [(a, tasks.get(a.get("task"), {"id": a.get("task")})) for a in ann if isinstance(a, Mapping)]
+        tasks = {str(t.get("id")): t for t in (task if isinstance(task, list) else []) if isinstance(t, Mapping)}
+        return [(a, tasks.get(str(a.get("task")), {"id": a.get("task")})) for a in ann if isinstance(a, Mapping)]
     if isinstance(ann, Mapping):
         if not isinstance(task, Mapping):
             task = {"id": ann.get("task")}

@@ -26,9 +26,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from labelstudio_backend.errors import error_response
-from labelstudio_backend.model import ANNOTATION_EVENTS, DELETE_EVENTS, TRAIN_EVENTS, GFNSegmenter
+from labelstudio_backend.model import ANNOTATION_EVENTS, DELETE_EVENTS, TRAIN_EVENTS, GFNSegmenter, annotation_pairs
 from labelstudio_backend.runtime import Backend, get_backend
-from labelstudio_backend.store import ProjectStore, project_id_from
+from labelstudio_backend.store import ProjectStore, check_id, project_id_from
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +63,37 @@ def health(backend: Backend = Depends(get_backend)) -> dict[str, Any]:
 @router.post("/setup", response_model=None)
 async def setup(request: Request, backend: Backend = Depends(get_backend)) -> dict[str, Any]:
     data = await _json(request)
-    model = backend.model_for(data.get("project"), data.get("schema") or data.get("label_config"))
+    model = backend.model_for(data.get("project"), _config(data, "schema", "label_config"))
     return model.setup()
+
+
+def _object(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``payload[key]`` when it is a JSON object (``{}`` when absent or null); ``ValueError`` otherwise."""
+    value = payload.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"'{key}' must be a JSON object, got {type(value).__name__}")
+    return dict(value)
+
+
+def _config(payload: Mapping[str, Any], *keys: str) -> str | None:
+    """The labelling config under the first of ``keys`` present; ``ValueError`` when it is not a string."""
+    for key in keys:
+        value = payload.get(key)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"'{key}' must be the labelling config as an XML string, got {type(value).__name__}")
+        return value
+    return None
 
 
 @router.post("/predict", response_model=None)
 def predict(payload: dict[str, Any], backend: Backend = Depends(get_backend)) -> dict[str, Any]:
-    params = dict(payload.get("params") or {})
-    context = params.pop("context", None) or {}
-    model = backend.model_for(payload.get("project"), payload.get("label_config"))
+    params = _object(payload, "params")
+    context = _object(params, "context")
+    model = backend.model_for(payload.get("project"), _config(payload, "label_config"))
     response = model.predict(payload.get("tasks") or [], context=context)
     return {"results": response["predictions"], "model_version": response["model_version"]}
 
@@ -85,6 +107,12 @@ def webhook(payload: dict[str, Any], backend: Backend = Depends(get_backend)) ->
     if not isinstance(project, Mapping):
         return error_response(400, f"webhook {event} has no 'project' object")
     project_id_from(project)  # validate before queueing
+    _config(project, "label_config")
+    if event in ANNOTATION_EVENTS:
+        for annotation, task in annotation_pairs(payload):
+            check_id(task.get("id") if task else annotation.get("task"), "task")
+            if not isinstance(annotation.get("result") or [], list):
+                raise ValueError(f"webhook {event}: the annotation's 'result' must be a list")
     backend.submit(lambda: _apply_event(backend, event, project, payload))
     return JSONResponse({"status": "ok", "event": event, "queued": True}, status_code=201)
 
@@ -102,8 +130,12 @@ def _apply_event(backend: Backend, event: str, project: Mapping[str, Any], paylo
 @router.post("/train", response_model=None)
 def train(payload: dict[str, Any], backend: Backend = Depends(get_backend)) -> dict[str, Any]:
     """Older Label Studio training call: every annotated task, then one round."""
-    model = backend.model_for(payload.get("project"), payload.get("label_config"))
+    model = backend.model_for(payload.get("project"), _config(payload, "label_config"))
     tasks = payload.get("annotations") or []
+    if not isinstance(tasks, list) or not all(
+        isinstance(t, Mapping) and isinstance(t.get("annotations") or [], list) for t in tasks
+    ):
+        raise ValueError("'annotations' must be a list of tasks, each with a list under 'annotations'")
     backend.submit(lambda: _train_on(model, tasks))
     return {"status": "ok", "queued": True}
 
@@ -144,7 +176,9 @@ def _known_projects(model_dir: Path) -> list[str]:
 
 @router.post("/job_status", response_model=None)
 def job_status(payload: dict[str, Any], backend: Backend = Depends(get_backend)) -> Any:
-    job = str(payload.get("job", ""))
+    job = payload.get("job")
+    if not isinstance(job, str) or not job:
+        raise ValueError("'job' must be a training job id (a string)")
     status = backend.jobs.status(job)
     if status is None:
         return error_response(410, f"unknown training job {job!r}")

@@ -18,7 +18,7 @@ from labelstudio_backend.engine import Engine
 from labelstudio_backend.fetch import ImageFetcher, Resolver
 from labelstudio_backend.jobs import TrainingJobs
 from labelstudio_backend.metrics import Metrics
-from labelstudio_backend.model import GFNSegmenter, Services
+from labelstudio_backend.model import GFNSegmenter, Services, compute_slots
 from labelstudio_backend.settings import BackendSettings
 from labelstudio_backend.store import project_id_from
 
@@ -51,7 +51,13 @@ class Backend:
         self.settings = settings
         self.fetcher = fetcher
         self.jobs = TrainingJobs(settings, engine, fetcher)
-        self.services = Services(settings=settings, engine=engine, fetcher=fetcher, jobs=self.jobs)
+        self.services = Services(
+            settings=settings,
+            engine=engine,
+            fetcher=fetcher,
+            jobs=self.jobs,
+            compute=compute_slots(settings.predict_concurrency),
+        )
         self.events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gfn-webhook")
         self.metrics = Metrics()
         self.model_class = model_class

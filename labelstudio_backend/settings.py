@@ -26,6 +26,11 @@ ENV_VARS: dict[str, str] = {
     "MAX_IMAGE_PIXELS": "max_image_pixels",
     "BASIC_AUTH_USER": "basic_auth_user",
     "BASIC_AUTH_PASS": "basic_auth_pass",
+    "ALLOW_UNAUTHENTICATED": "allow_unauthenticated",
+    "MAX_BODY_BYTES": "max_body_bytes",
+    "MAX_CACHED_IMAGES": "max_cached_images",
+    "MAX_CACHED_IMAGE_BYTES": "max_cached_image_bytes",
+    "PREDICT_CONCURRENCY": "predict_concurrency",
     "LABEL_KEYS": "label_keys",
     "TRAIN_EVERY": "train_every",
     "TRAIN_EPOCHS": "train_epochs",
@@ -69,6 +74,15 @@ class BackendSettings:
         local_roots: folders inside which task values that are local paths may be read.
         max_image_bytes, max_image_pixels: limits on one fetched image.
         basic_auth_user, basic_auth_pass: when both are set, every route needs HTTP basic auth.
+        allow_unauthenticated: serve on a non-loopback address without basic auth
+            (``--allow-unauthenticated``); refused otherwise, and logged at WARNING when used.
+        max_body_bytes: largest request body accepted (``413`` above it, checked from
+            ``Content-Length`` and while reading).
+        max_cached_images, max_cached_image_bytes: per project, the stored task images
+            (``images/``) are kept under this count and this many bytes; the oldest are evicted
+            (images of tasks with a human mask last).
+        predict_concurrency: model computations running at once per worker (the rest wait; image
+            fetches are not counted).
         label_keys: task-data keys holding an image-level label (first present wins).
         train_every: start a refinement round after this many new annotations (0 = only when
             Label Studio asks for training).
@@ -78,7 +92,8 @@ class BackendSettings:
         backbone, pretrained: the GFN built for a project's first training.
         init_route: initial-mask route for single images before any model is trained.
         pseudo_min_score: pseudo-labels below this reliability are left out of training.
-        fetch_timeout: seconds for one image download.
+        fetch_timeout: total deadline in seconds for one image download (connection, redirects and
+            every byte of the body), not a per-read timeout.
         torch_threads: torch intra-op threads per worker (``None`` = torch's default).
         threads: request threads per worker for the blocking routes (``None`` = 40, anyio's default).
     """
@@ -92,6 +107,11 @@ class BackendSettings:
     max_image_pixels: int = 40_000_000
     basic_auth_user: str = ""
     basic_auth_pass: str = field(default="", repr=False)
+    allow_unauthenticated: bool = False
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_cached_images: int = 5000
+    max_cached_image_bytes: int = 2 * 1024**3
+    predict_concurrency: int = 1
     label_keys: tuple[str, ...] = ("label", "class")
     train_every: int = 0
     train_epochs: int | None = None
@@ -113,13 +133,22 @@ class BackendSettings:
         object.__setattr__(self, "model_dir", Path(self.model_dir).expanduser())
         object.__setattr__(self, "local_roots", tuple(Path(p).expanduser().resolve() for p in self.local_roots))
         object.__setattr__(self, "allowed_hosts", tuple(h.lower() for h in self.allowed_hosts))
-        for name in ("max_image_bytes", "max_image_pixels"):
+        for name in (
+            "max_image_bytes",
+            "max_image_pixels",
+            "max_body_bytes",
+            "max_cached_images",
+            "max_cached_image_bytes",
+            "predict_concurrency",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.train_every < 0:
             raise ValueError(f"TRAIN_EVERY must be >= 0 (0 = only on START_TRAINING), got {self.train_every}")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+        if not self.fetch_timeout > 0:
+            raise ValueError(f"FETCH_TIMEOUT must be > 0 seconds, got {self.fetch_timeout}")
         if not self.label_keys:
             raise ValueError("LABEL_KEYS must name at least one task-data key")
 
@@ -155,11 +184,15 @@ def _parse(var: str, name: str, raw: str) -> Any:
         return _split(raw)
     if name == "local_roots":
         return tuple(Path(p) for p in _split(raw.replace(os.pathsep, ",")))
-    if name == "pretrained":
+    if name in ("pretrained", "allow_unauthenticated"):
         return _bool(var, raw)
     if name in (
         "max_image_bytes",
         "max_image_pixels",
+        "max_body_bytes",
+        "max_cached_images",
+        "max_cached_image_bytes",
+        "predict_concurrency",
         "train_every",
         "train_epochs",
         "train_min_steps",

@@ -147,46 +147,122 @@ class ProjectStore:
         return path
 
     # -- tasks and images --------------------------------------------------------------------------
-    def save_task(self, task_id: Any, data: dict[str, Any]) -> None:
+    def save_task(self, task_id: Any, data: dict[str, Any], *, labels: Any = None) -> None:
+        """Remember a task's data (and its image-level labels, when known) to fetch and label it again."""
         tid = check_id(task_id, "task")
-        text = json.dumps({"id": tid, "data": data}, sort_keys=True)
+        record: dict[str, Any] = {"id": tid, "data": data}
+        if labels:
+            record["labels"] = [str(n) for n in labels]
+        text = json.dumps(record, sort_keys=True)
         path = self.root / "tasks" / f"{tid}.json"
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             write_text_atomic(path, text)
 
     def load_task(self, task_id: Any) -> dict[str, Any] | None:
+        record = self._task_record(task_id)
+        return record.get("data") if record else None
+
+    def task_labels(self, task_id: Any) -> list[str] | None:
+        """The image-level labels remembered with the task (from its ``<Choices>`` or data), if any."""
+        record = self._task_record(task_id)
+        labels = record.get("labels") if record else None
+        return [str(n) for n in labels] if isinstance(labels, list) and labels else None
+
+    def _task_record(self, task_id: Any) -> dict[str, Any] | None:
         path = self.root / "tasks" / f"{check_id(task_id, 'task')}.json"
-        return json.loads(path.read_text(encoding="utf-8"))["data"] if path.exists() else None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            log.warning("project %s: %s is unreadable; ignored", self.project_id, path)
+            return None
+        return record if isinstance(record, dict) else None
 
     def image_path(self, task_id: Any) -> Path | None:
         tid = check_id(task_id, "task")
         found = sorted((self.root / "images").glob(f"{tid}.*"))
         return found[0] if found else None
 
-    def save_image(self, task_id: Any, data: bytes, suffix: str, *, max_pixels: int) -> tuple[Path, np.ndarray]:
+    def save_image(
+        self,
+        task_id: Any,
+        data: bytes,
+        suffix: str,
+        *,
+        max_pixels: int,
+        max_images: int | None = None,
+        max_image_bytes: int | None = None,
+    ) -> tuple[Path, np.ndarray]:
         """Check the pixel limit from the header, store the bytes, decode with ``core.io.images``.
 
         Returns the stored path and the ``(H, W, 3) uint8`` image; raises ``ValueError``
-        (``ImageTooLarge`` for the pixel limit, ``ImageReadError`` for undecodable bytes).
+        (``ImageTooLarge`` for the pixel limit or a decompression bomb, ``ImageReadError`` for
+        undecodable bytes). Nothing is left stored when it raises. With ``max_images`` /
+        ``max_image_bytes`` the project's stored images are then trimmed to those limits
+        (:meth:`trim_images`).
         """
         tid = check_id(task_id, "task")
         try:
             with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except Image.DecompressionBombError:
+            raise ImageTooLarge(
+                f"task {tid}: image header claims over {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels (a decompression "
+                f"bomb), over MAX_IMAGE_PIXELS={max_pixels}"
+            ) from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise ImageReadError({f"task {tid}": f"not a readable image ({exc.__class__.__name__})"}) from None
         if width * height > max_pixels:
             raise ImageTooLarge(
                 f"task {tid}: image of {width}x{height} = {width * height} pixels is over MAX_IMAGE_PIXELS={max_pixels}"
             )
         suffix = suffix if re.match(r"^\.[a-z0-9]{1,5}$", suffix) else ".img"
+        path = self.root / "images" / f"{tid}{suffix}"
+        written = not path.exists() or path.read_bytes() != data
+        if written:
+            write_bytes_atomic(path, data)
+        try:
+            image = read_image(path)
+        except ValueError:
+            if written:
+                path.unlink(missing_ok=True)  # never keep bytes that do not decode
+            raise
         for old in (self.root / "images").glob(f"{tid}.*"):
             if old.suffix != suffix:
                 old.unlink(missing_ok=True)
-        path = self.root / "images" / f"{tid}{suffix}"
-        if not path.exists() or path.read_bytes() != data:
-            write_bytes_atomic(path, data)
-        return path, read_image(path)
+        if max_images is not None or max_image_bytes is not None:
+            self.trim_images(max_images=max_images, max_bytes=max_image_bytes, keep=path)
+        return path, image
+
+    def trim_images(self, *, max_images: int | None, max_bytes: int | None, keep: Path | None = None) -> list[str]:
+        """Evict stored task images, oldest first, until at most ``max_images`` files and ``max_bytes``
+        bytes remain; images of tasks with a human mask go last, ``keep`` never. Returns the evicted
+        task ids (their images are fetched again when needed)."""
+        entries = []
+        for p in (self.root / "images").iterdir():
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            entries.append((p, st.st_size, st.st_mtime))
+        count, total = len(entries), sum(size for _, size, _ in entries)
+        if (max_images is None or count <= max_images) and (max_bytes is None or total <= max_bytes):
+            return []
+        human = set(self.human_ids())
+        entries.sort(key=lambda e: (e[0].stem in human, e[2], e[0].name))
+        evicted = []
+        for p, size, _ in entries:
+            if (max_images is None or count <= max_images) and (max_bytes is None or total <= max_bytes):
+                break
+            if keep is not None and p == keep:
+                continue
+            p.unlink(missing_ok=True)
+            count, total = count - 1, total - size
+            evicted.append(p.stem)
+        if evicted:
+            log.info("project %s: evicted %d stored image(s) (image cache limits)", self.project_id, len(evicted))
+        return evicted
 
     # -- masks ------------------------------------------------------------------------------------
     def save_human(self, task_id: Any, mask: np.ndarray, classmap: ClassMap, annotation_id: Any = None) -> Path:

@@ -9,9 +9,12 @@ must be added there, or collection fails naming it):
 - ``e2e``: real servers end to end (Label Studio and the backend under gunicorn).
 """
 
+import atexit
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -22,6 +25,33 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
+
+def _isolate_fiftyone() -> pathlib.Path:
+    """Point FiftyOne at a temporary database, plugins folder (this plugin linked in), dataset folder
+    and runs folder, once for the session and before any test module imports fiftyone, so that the
+    user's own datasets are never touched and every FiftyOne test module runs in the same session."""
+    if "fiftyone" in sys.modules:
+        raise RuntimeError("fiftyone was imported before tests/conftest.py could isolate its database")
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="gfn_fiftyone_tests_"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    (tmp / "plugins").mkdir()
+    (tmp / "plugins" / "gfn_fiftyone").symlink_to(ROOT / "gfn_fiftyone", target_is_directory=True)
+    os.environ.update(
+        {
+            "FIFTYONE_DATABASE_DIR": str(tmp / "db"),
+            "FIFTYONE_PLUGINS_DIR": str(tmp / "plugins"),
+            "FIFTYONE_DEFAULT_DATASET_DIR": str(tmp / "datasets"),
+            "FIFTYONE_DO_NOT_TRACK": "true",
+            "FIFTYONE_DATABASE_VALIDATION": "false",
+            "GFN_FIFTYONE_RUNS_DIR": str(tmp / "runs"),
+            "GFN_FIFTYONE_TESTS_TMP": str(tmp),
+        }
+    )
+    return tmp
+
+
+FIFTYONE_TMP = _isolate_fiftyone()
+
 KINDS = ("unit", "integration", "e2e")
 
 _UNIT = """
@@ -29,15 +59,22 @@ _UNIT = """
     test_guided_filter test_images_io test_initial_grabcut test_initial_otsu test_initial_registry
     test_labelstudio_brush test_labelstudio_cli test_labelstudio_config test_labelstudio_fetch
     test_labelstudio_polygon test_labelstudio_prompts test_labelstudio_settings test_metrics test_network
+    test_labelstudio_store
     test_postprocess test_readers test_refine_config test_refine_filters test_refine_stopping
+    test_inference_pipeline
 """
 _INTEGRATION = """
-    test_bad_inputs test_cli_convert_evaluate test_cli_run test_cli_train_predict test_distributed
+    test_inference
+    test_refine_fixed test_fiftyone_review
+    test_bad_inputs test_formats_fiftyone test_cli_convert_evaluate test_cli_run test_cli_train_predict test_distributed
     test_fiftyone_plugin
     test_fiftyone_progress test_initial_routes test_labelstudio_app_parts test_labelstudio_routes test_layers
-    test_refine_collapse test_refine_runner test_training test_training_recipe
+    test_labelstudio_bad_inputs
+    test_refine_collapse test_refine_runner test_round_model test_training test_training_recipe
 """
 _E2E = """
+    test_fiftyone_browser
+    test_review_e2e
     test_labelstudio_e2e
 """
 KIND_OF_MODULE: dict[str, str] = {

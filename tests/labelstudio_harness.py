@@ -51,12 +51,50 @@ def brush_config(labels: Sequence[str] = CLASSES, *, prompts: bool = False) -> s
     )
 
 
+def choices_config(labels: Sequence[str] = CLASSES, *, extra_choices: Sequence[str] = ("unsure",)) -> str:
+    """A brush project whose image-level labels come from a ``<Choices name="what">`` control."""
+    choices = "".join(f'<Choice value="{c}"/>' for c in (*labels, *extra_choices))
+    return brush_config(labels).replace(
+        "</View>", f'<Choices name="what" toName="image" choice="multiple">{choices}</Choices></View>'
+    )
+
+
+def choice_result(*names: str, from_name: str = "what") -> list[dict[str, Any]]:
+    """An annotation (or prediction) result choosing ``names`` in a ``<Choices>``."""
+    return [{"from_name": from_name, "to_name": "image", "type": "choices", "value": {"choices": list(names)}}]
+
+
 def polygon_config(labels: Sequence[str] = CLASSES) -> str:
     return (
         '<View><Image name="image" value="$image"/><PolygonLabels name="poly" toName="image">'
         + "".join(f'<Label value="{c}"/>' for c in labels)
         + "</PolygonLabels></View>"
     )
+
+
+def png_bytes(width: int, height: int, color: int = 90) -> bytes:
+    """A PNG of a flat picture with a brighter rectangle in the middle."""
+    import io
+
+    from PIL import Image
+
+    img = np.full((height, width, 3), color, np.uint8)
+    img[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 220
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny PNG whose header claims ``width x height`` pixels (IHDR rewritten, its CRC fixed)."""
+    import struct
+    import zlib
+
+    data = bytearray(png_bytes(8, 8))
+    ihdr = 8 + 8  # the signature, then the first chunk's length and type
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13])) & 0xFFFFFFFF)
+    return bytes(data)
 
 
 class FakeLabelStudio:

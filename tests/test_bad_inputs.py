@@ -213,14 +213,15 @@ def test_rle_string_counts_match_pycocotools():
 def test_voc_root_missing_some_masks(ex, tmp_path, capsys, caplog):
     voc = tmp_path / "voc"
     assert cli(["convert", ex / "masks", voc, "--to", "voc", "--images", ex / "images"]) == 0
-    (voc / "SegmentationClass" / "star_0001.png").unlink()
+    seg = voc / "VOCdevkit" / "VOC2012" / "SegmentationClass"  # the outer root is read through VOCdevkit/
+    (seg / "star_0001.png").unlink()
     out = tmp_path / "png"
     refused(capsys, ["convert", voc, out, "--to", "png"], "1 image(s) listed", "star_0001", untouched=(out,))
     with pytest.raises(ValueError, match="star_0001"):
         load_dataset(voc)
     got = load_dataset(voc, skip_bad=True)  # asked to go on: the image stays, without ground truth
     assert not got.by_stem()["star_0001"].has_mask and "star_0001" in caplog.text
-    for p in (voc / "SegmentationClass").iterdir():  # an unannotated VOC set is no error
+    for p in seg.iterdir():  # an unannotated VOC set is no error
         p.unlink()
     assert not any(s.has_mask for s in load_dataset(voc))
 
@@ -317,6 +318,11 @@ def test_predict_refuses_to_write_over_its_images(tmp_path, capsys, model):
     os.symlink(folder, tmp_path / "link")
     refused(capsys, [*args, "--out", tmp_path / "link"], "is the --images folder", untouched=(folder,))
     refused(capsys, [*args, "--out", folder / "p0.png"], "is a file", untouched=(folder,))
+    refused(capsys, [*args, "--out", folder / "masks"], "is inside the --images folder", untouched=(folder,))
+    assert not (folder / "masks").exists()
+    refused(capsys, [*args, "--out", tmp_path], "is inside the --out folder", untouched=(tmp_path,))
+    pngs = [p for p in tmp_path.iterdir() if p.suffix == ".png"]
+    assert pngs == []  # no mask landed beside the images' folder either
     refused(capsys, [*args, "--max-side", "4", "--out", tmp_path / "o"], "--max-side", untouched=(tmp_path / "o",))
 
 
@@ -396,7 +402,7 @@ def test_convert_refuses_to_write_over_its_inputs(ex, tmp_path, capsys):
     voc = tmp_path / "voc"
     assert cli(["convert", src, voc, "--to", "voc", "--images", ex / "images"]) == 0
     refused(capsys, ["convert", voc, voc, "--to", "voc", "--overwrite"], "would overwrite the input", untouched=(voc,))
-    jpegs = voc / "JPEGImages"
+    jpegs = voc / "VOCdevkit" / "VOC2012" / "JPEGImages"
     args = ["convert", src, voc, "--to", "voc", "--images", jpegs, "--overwrite"]
     refused(capsys, args, "would overwrite the input", untouched=(voc,))
     coco = tmp_path / "c.json"
@@ -436,3 +442,32 @@ def test_staged_dir_swaps_in_only_on_success(tmp_path):
     with staged_dir(tmp_path / "fresh") as tmp:
         (tmp / "a.txt").write_text("a")
     assert (tmp_path / "fresh" / "a.txt").read_text() == "a" and leftovers(tmp_path) == []
+
+
+def test_run_folder_replaced_only_on_success(tmp_path):
+    from core.refine import rundir
+
+    run = tmp_path / "run"
+    (run / "round_00").mkdir(parents=True)
+    (run / "round_00" / "DONE").write_text("done\n")
+    (run / "fixed").mkdir()
+    (run / "fixed" / "a.png").write_text("old fixed mask")
+    (run / "notes.txt").write_text("mine")
+    before = snapshot(run)
+    with pytest.raises(RuntimeError), rundir.replacing(run) as stage:
+        (stage / "config.json").write_text("new")
+        raise RuntimeError("the new run failed")
+    assert snapshot(run) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    (tmp_path / ".run.overwrite").mkdir()  # left by a killed process: removed, not reused
+    (tmp_path / ".run.overwrite" / "junk").write_text("x")
+    with rundir.replacing(run) as stage:
+        assert list(stage.iterdir()) == []
+        (stage / "config.json").write_text("new")
+        (stage / "round_00").mkdir()
+    assert (run / "config.json").read_text() == "new" and not (run / "round_00" / "DONE").exists()
+    assert not (run / "fixed").exists()  # the old run's own files never leak into the new one
+    assert (run / "notes.txt").read_text() == "mine"  # the user's file is carried over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    with rundir.replacing(tmp_path / "fresh") as stage:  # nothing to replace: simply moved in
+        (stage / "config.json").write_text("x")
+    assert (tmp_path / "fresh" / "config.json").is_file()

@@ -16,13 +16,23 @@ def test_run_names_derive_every_field_from_the_prefix():
     assert n.output_fields(1) == [
         "gfn",
         "gfn_reliability",
+        "gfn_confidence",
+        "gfn_margin",
+        "gfn_agreement",
+        "gfn_stability",
+        "gfn_area_ratio",
         "gfn_round_0",
         "gfn_round_0_reliability",
         "gfn_round_0_changed",
+        "gfn_round_0_confidence",
         "gfn_round_1",
         "gfn_round_1_reliability",
         "gfn_round_1_changed",
+        "gfn_round_1_confidence",
     ]
+    assert n.dropped_tag == "gfn_dropped" and n.confidence(3) == "gfn_round_3_confidence"
+    with pytest.raises(ValueError, match="unknown reliability part 'score'.*margin"):
+        n.subscore("score")
     assert n.eval_key(2) == "gfn_round_2_eval" and n.iou(2) == "gfn_round_2_iou"
     assert n.round_of("gfn_round_12") == 12 and n.round_of("gfn_round_1_iou") is None
     assert n.round_of("other_round_1") is None
@@ -39,11 +49,19 @@ def test_owned_fields_do_not_catch_other_prefixes():
         "gfnx",
         "ground_truth",
         "gfn_round_0_eval_accuracy",
+        "gfn_confidence",
+        "gfn_round_2_confidence",
+        "gfn_margin",
+        "gfn_margins",
+        "gfn_round_1_margin",
     ]
     assert RunNames("gfn").owned(names) == [
         "gfn",
+        "gfn_confidence",
+        "gfn_margin",
         "gfn_reliability",
         "gfn_round_0",
+        "gfn_round_2_confidence",
         "gfn_round_3_changed",
         "gfn_round_3_iou",
     ]

@@ -8,37 +8,21 @@ random-init narrow network, one epoch) so the module runs in about a minute on 2
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-if "fiftyone" in sys.modules:  # too late to isolate the database: never touch the user's datasets
-    pytest.skip("fiftyone was imported before this module; run this test module on its own", allow_module_level=True)
-
 ROOT = Path(__file__).resolve().parents[1]
-_TMP = Path(tempfile.mkdtemp(prefix="gfn_fiftyone_tests_"))
-atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
-(_TMP / "plugins").mkdir()
-(_TMP / "plugins" / "gfn_fiftyone").symlink_to(ROOT / "gfn_fiftyone", target_is_directory=True)
-os.environ.update(
-    {
-        "FIFTYONE_DATABASE_DIR": str(_TMP / "db"),
-        "FIFTYONE_PLUGINS_DIR": str(_TMP / "plugins"),
-        "FIFTYONE_DEFAULT_DATASET_DIR": str(_TMP / "datasets"),
-        "FIFTYONE_DO_NOT_TRACK": "true",
-        "FIFTYONE_DATABASE_VALIDATION": "false",
-        "GFN_FIFTYONE_RUNS_DIR": str(_TMP / "runs"),
-    }
-)
+# FiftyOne is isolated once for the session by tests/conftest.py (a temporary database, plugins folder
+# with this plugin linked in, datasets and runs folders), before any module imports it.
+_TMP = Path(os.environ["GFN_FIFTYONE_TESTS_TMP"])
+assert os.environ["FIFTYONE_DATABASE_DIR"] == str(_TMP / "db"), "FiftyOne must use the tests' own database"
 
 fo = pytest.importorskip("fiftyone")
 import fiftyone.operators as foo  # noqa: E402
@@ -135,6 +119,9 @@ def test_plugin_is_found_with_its_operators_and_panel():
     from fiftyone.operators.registry import OperatorRegistry
 
     assert PLUGIN in [p.name for p in fop.list_plugins()]
+    definition = fop.get_plugin(PLUGIN)
+    assert definition.author and definition.description and "segmentation" in definition.tags
+    assert (Path(definition.directory) / "README.md").is_file()
     reg = OperatorRegistry()
     for name in ("auto_label", "evaluate_rounds", "export_labels", "apply_model", "gfn_runs"):
         assert reg.operator_exists(f"{PLUGIN}/{name}"), name
@@ -417,7 +404,7 @@ def test_export_coco_loads_with_pycocotools_and_equals_the_masks(labelled, tmp_p
     with pytest.raises(ExecutionError, match="overwrite"):
         run_op("export_labels", ds, output_prefix="gfn", round="1", format="coco", path=str(dst))
     voc = run_op("export_labels", ds, output_prefix="gfn", format="voc", path=str(tmp_path / "voc"))
-    assert len(list((tmp_path / "voc" / "SegmentationClass").glob("*.png"))) == len(ds)
+    assert len(list((tmp_path / "voc").rglob("SegmentationClass/*.png"))) == len(ds)
     assert voc["round"] == summary["best_round"]
 
 
@@ -444,4 +431,257 @@ def test_panel_summarises_every_run(labelled):
     assert changed[0]["y"][1] is not None
     json.dumps([rows, miou, changed])  # panel state must be JSON
     if ds.get_field("gfn_round_1_iou") is not None:  # evaluated by the test above
-        assert worst_masks_field(ds) == f"gfn_round_{summary['best_round']}_iou"
+        assert worst_masks_field(ds) == (f"gfn_round_{summary['best_round']}_iou", "iou")
+
+
+# ------------------------------------------------------------------------ label-free review signals
+def test_confidence_heatmaps_subscores_and_dropped_tag_come_from_the_run_folder(labelled):
+    from core.refine import rundir
+    from core.refine.records import read_scores
+    from gfn_fiftyone.signals import confidence_map
+
+    ds, summary = labelled
+    run_dir = Path(summary["run_dir"])
+    best = summary["best_round"]
+    assert {"gfn_confidence", "gfn_margin", "gfn_agreement", "gfn_stability", "gfn_area_ratio"} <= set(
+        summary["fields"]
+    )
+    records = {k: read_scores(run_dir / f"round_{k:02d}")[0] for k in (0, 1)}
+    for sample in ds:
+        stem = Path(sample.filepath).stem
+        for k in (0, 1):
+            heat = sample[f"gfn_round_{k}_confidence"]
+            assert isinstance(heat, fo.Heatmap) and list(heat.range) == [0, 255]
+            assert Path(heat.map_path) == run_dir / "fiftyone_confidence" / f"round_{k:02d}" / f"{stem}.png"
+            want = confidence_map(rundir.load_probs(run_dir / f"round_{k:02d}" / "probs" / f"{stem}.npz"))
+            np.testing.assert_array_equal(read_mask(heat.map_path), want)
+        assert sample["gfn_confidence"].map_path == sample[f"gfn_round_{best}_confidence"].map_path
+        rec = records[best][stem]
+        assert sample["gfn_margin"] == pytest.approx(rec.margin)
+        assert sample["gfn_agreement"] == pytest.approx(rec.agreement)
+        assert sample["gfn_area_ratio"] == pytest.approx(rec.area_ratio)
+        assert (sample["gfn_stability"] is None) == (rec.stability is None)
+        assert ("gfn_dropped" in sample.tags) == (not rec.train_next)
+    dropped = [s for s, r in records[best].items() if not r.train_next]
+    assert dropped, "the filters drop the least reliable fraction: some sample must be tagged"
+    assert summary["n_dropped"] == len(dropped) == len(ds.match_tags("gfn_dropped"))
+
+
+def test_worst_first_is_ordered_by_reliability_without_ground_truth(dataset):
+    from gfn_fiftyone.panel import worst_first_view, worst_masks_field
+
+    assert worst_masks_field(dataset) == (None, None)
+    run_op("auto_label", dataset, **auto_label_params(rounds=0, gt_field=None))
+    field, kind = worst_masks_field(dataset)
+    assert (field, kind) == ("gfn_reliability", "reliability")
+    ordered = worst_first_view(dataset, field).values(field)
+    assert ordered == sorted(dataset.values(field)) and len(ordered) == len(dataset)
+
+
+# ------------------------------------------------------------------- overwrite swaps in on success
+def test_a_failing_overwrite_leaves_the_old_run_fields_and_files_untouched(dataset):
+    from gfn_fiftyone.autolabel import auto_label, make_config
+
+    first = run_op("auto_label", dataset, **auto_label_params(rounds=0))
+    run_dir = Path(first["run_dir"])
+    before = {f: dataset.values(f) for f in first["fields"]}
+    mask_bytes = {p: Path(p).read_bytes() for p in dataset.values("gfn.mask_path")}
+    tagged = dataset.match_tags("gfn_dropped").values("id")
+
+    class Boom(Exception):
+        pass
+
+    def fail_after_round_0(fraction, label):
+        if label == "round 0 finished":
+            raise Boom("simulated failure of the new run")
+
+    config = make_config(init="grabcut", rounds=1, engine_options=TINY)
+    with pytest.raises(Boom):
+        auto_label(
+            dataset,
+            output_prefix="gfn",
+            label_field="ground_truth",
+            gt_field="gt",
+            config=config,
+            overwrite=True,
+            progress=fail_after_round_0,
+        )
+    for f, values in before.items():  # every field exactly as before, its files still there
+        assert dataset.values(f) == values, f
+    assert {p: Path(p).read_bytes() for p in mask_bytes} == mask_bytes
+    assert dataset.match_tags("gfn_dropped").values("id") == tagged
+    assert dataset.get_run_info("gfn").config.status == "completed"
+    assert dataset.load_run_results("gfn").rounds[-1]["round"] == 0
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["gfn"]  # no staging folder left
+
+    out = run_op("auto_label", dataset, **auto_label_params(rounds=1, overwrite=True))
+    assert out["rounds"] == [0, 1] and out["run_dir"] == str(run_dir)
+    assert all(Path(p).parent == run_dir / "round_01" / "masks" for p in dataset.values("gfn_round_1.mask_path"))
+    assert all(Path(p).is_file() for p in dataset.values("gfn.mask_path"))
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["gfn"]
+
+
+# ----------------------------------------------------------------------- export of the current view
+@pytest.fixture
+def edited(labelled):
+    """``gfn_edit``: a copy of the best masks where the first sample's mask was replaced (an edit made
+    after the run, stored in the database as FiftyOne stores masks drawn in the App or set in Python)."""
+    ds, _ = labelled
+    ds.clone_sample_field("gfn", "gfn_edit")
+    ds.mask_targets = {**ds.mask_targets, "gfn_edit": ds.mask_targets["gfn"]}
+    ds.save()
+    first = ds.first()
+    edit = np.zeros((48, 48), np.uint8)
+    edit[10:30, 5:25] = CLASSES.index(first.ground_truth.label) + 1
+    first["gfn_edit"] = fo.Segmentation(mask=edit)
+    first.save()
+    yield ds, first.id, edit
+    ds.delete_sample_field("gfn_edit")
+    ds.mask_targets = {k: v for k, v in ds.mask_targets.items() if k != "gfn_edit"}
+    ds.save()
+
+
+def _view_of_three(ds, first_id):
+    return ds.select([first_id, *ds.skip(1).limit(2).values("id")])
+
+
+def test_export_png_is_fiftyones_segmentation_directory_of_the_view_with_edits(edited, tmp_path):
+    ds, first_id, edit = edited
+    view = _view_of_three(ds, first_id)
+    out = foo.execute_operator(
+        f"{PLUGIN}/export_labels",
+        ctx={"view": view, "params": {"field": "gfn_edit", "format": "png", "path": str(tmp_path / "png")}},
+    ).result
+    assert out["n_images"] == 3 and out["exporter"] == "fiftyone.ImageSegmentationDirectory"
+    assert json.loads((tmp_path / "png" / "mask_targets.json").read_text()) == {
+        "0": "background",
+        "1": "ellipse",
+        "2": "star",
+    }
+    back = fo.Dataset.from_dir(
+        dataset_dir=str(tmp_path / "png"), dataset_type=fo.types.ImageSegmentationDirectory, label_field="seg"
+    )
+    try:
+        assert len(back) == 3
+        got = {Path(s.filepath).stem: s["seg"].get_mask() for s in back}
+        for sample in view:
+            np.testing.assert_array_equal(got[Path(sample.filepath).stem], sample["gfn_edit"].get_mask())
+        np.testing.assert_array_equal(got[Path(ds[first_id].filepath).stem], edit)  # the edit, not the run file
+    finally:
+        back.delete()
+
+
+def test_export_coco_of_the_view_rle_is_exact_and_polygons_go_through_fiftyone(edited, tmp_path):
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    ds, first_id, _ = edited
+    view = _view_of_three(ds, first_id)
+    want = {Path(s.filepath).name: s["gfn_edit"].get_mask() for s in view}
+    for polygons in (False, True):
+        dst = tmp_path / f"coco_{polygons}.json"
+        params = {"field": "gfn_edit", "format": "coco", "polygons": polygons, "path": str(dst)}
+        out = foo.execute_operator(f"{PLUGIN}/export_labels", ctx={"view": view, "params": params}).result
+        assert out["exporter"] == ("fiftyone.COCODetectionDataset" if polygons else "core.formats")
+        coco = COCO(str(dst))
+        names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+        assert sorted(Path(i["file_name"]).name for i in coco.loadImgs(coco.getImgIds())) == sorted(want)
+        for img in coco.loadImgs(coco.getImgIds()):
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=img["id"]))
+            assert len({a["category_id"] for a in anns}) == len(anns)  # one object per image and class
+            rebuilt = np.zeros((img["height"], img["width"]), np.uint8)
+            for ann in anns:
+                rebuilt[mask_utils.decode(coco.annToRLE(ann)).astype(bool)] = 1 + CLASSES.index(
+                    names[ann["category_id"]]
+                )
+            mask = want[Path(img["file_name"]).name]
+            if not polygons:
+                np.testing.assert_array_equal(rebuilt, mask)
+            else:  # polygons approximate the outline (1 px tolerance)
+                inter = np.logical_and(rebuilt > 0, mask > 0).sum()
+                union = np.logical_or(rebuilt > 0, mask > 0).sum()
+                assert union == 0 or inter / union > 0.8
+
+
+def test_export_checks_every_mask_before_writing_anything(edited, tmp_path):
+    ds, first_id, _ = edited
+    sample = ds[first_id]
+    sample["gfn_edit"] = fo.Segmentation(mask=np.full((48, 48), 7, np.uint8))  # class 7: not a target
+    sample.save()
+    dst = tmp_path / "out.json"
+    with pytest.raises(ExecutionError, match=r"class indices \[7\] outside its mask targets 0\.\.2"):
+        foo.execute_operator(
+            f"{PLUGIN}/export_labels",
+            ctx={"view": ds.view(), "params": {"field": "gfn_edit", "format": "coco", "path": str(dst)}},
+        )
+    assert not dst.exists() and list(tmp_path.iterdir()) == []
+    dst.write_text("kept")
+    with pytest.raises(ExecutionError, match="already exists"):
+        foo.execute_operator(
+            f"{PLUGIN}/export_labels",
+            ctx={"view": ds.view(), "params": {"field": "gfn", "format": "coco", "path": str(dst)}},
+        )
+    assert dst.read_text() == "kept"
+
+
+# ----------------------------------------------------------------------------- App progress, forms
+def _app_ctx(dataset, operator: str, params: dict):
+    """An execution context as the App's request makes it (the request names the operator)."""
+    from fiftyone.operators.executor import ExecutionContext, Executor
+
+    uri = f"{PLUGIN}/{operator}"
+    request = {"dataset_name": dataset.name, "view": dataset.view()._serialize(), "operator_uri": uri, "params": params}
+    return ExecutionContext(request_params=request, executor=Executor(), operator_uri=uri)
+
+
+def test_immediate_runs_from_the_app_stream_progress_then_the_output(dataset):
+    from gfn_fiftyone.operators import AutoLabel
+
+    ctx = _app_ctx(dataset, "auto_label", auto_label_params(rounds=1))
+    messages = [m.body for m in AutoLabel().execute(ctx)]
+    kinds = [m.operator_uri for m in messages]
+    assert kinds[-2:] == ["reload_dataset", "show_output"] and set(kinds[:-2]) == {"set_progress"}
+    fractions = [m.params["progress"] for m in messages if m.operator_uri == "set_progress"]
+    assert len(fractions) >= 4 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    labels = [m.params["label"] for m in messages if m.operator_uri == "set_progress"]
+    assert "round 0 finished" in labels and "round 1 finished" in labels
+    result = messages[-1].params["results"]
+    assert result["rounds"] == [0, 1] and dataset.exists("gfn_round_1").count() == len(dataset)
+    assert "best_round" in messages[-1].params["outputs"]["type"]["properties"]
+
+    notes = []
+    with pytest.raises(ValueError, match="label_field 'gt'"):  # FiftyOne's server logs the raised error
+        bad = auto_label_params(label_field="gt", output_prefix="other")
+        for m in AutoLabel().execute(_app_ctx(dataset, "auto_label", bad)):
+            notes.append(m.body)
+    assert notes[-1].operator_uri == "notify" and notes[-1].params["variant"] == "error"
+    assert "label_field 'gt'" in notes[-1].params["message"]  # ... and the App shows it
+
+
+def test_forms_mark_bad_inputs_invalid_before_submit(labelled):
+    from gfn_fiftyone.operators import ApplyModel, AutoLabel, ExportLabels
+
+    ds, _ = labelled
+
+    def errors(op, name, **params):
+        props = op.resolve_input(_app_ctx(ds, name, params)).type.properties
+        return {k: p.error_message for k, p in props.items() if getattr(p, "invalid", False)}
+
+    assert errors(AutoLabel(), "auto_label", label_field="ground_truth", output_prefix="fresh") == {}
+    assert "output_prefix" in errors(AutoLabel(), "auto_label", label_field="ground_truth", output_prefix="1x")
+    taken = errors(AutoLabel(), "auto_label", label_field="ground_truth", output_prefix="gfn")
+    assert "run 'gfn' exists" in taken["output_prefix"]
+    assert errors(AutoLabel(), "auto_label", label_field="ground_truth", output_prefix="gfn", overwrite=True) == {}
+    assert "not both" in errors(AutoLabel(), "auto_label", label_field="ground_truth", label="star")["label"]
+    assert "choose a Classification" in errors(AutoLabel(), "auto_label", output_prefix="fresh")["label_field"]
+    assert (
+        "holds Segmentation"
+        in errors(AutoLabel(), "auto_label", label_field="gt", output_prefix="fresh")["label_field"]
+    )
+    assert "no finished round" in errors(ExportLabels(), "export_labels", output_prefix="gfn", round="9")["round"] or (
+        "no field for round 9" in errors(ExportLabels(), "export_labels", output_prefix="gfn", round="9")["round"]
+    )
+    assert "coco format only" in errors(ExportLabels(), "export_labels", format="voc", polygons=True)["polygons"]
+    assert "exist" in errors(ApplyModel(), "apply_model", output_prefix="gfn", output_field="gfn")["output_field"]
+    with pytest.raises(ExecutionError, match=r"Path: output_prefix\. Reason: run 'gfn' exists"):
+        run_op("auto_label", ds, **auto_label_params())

@@ -73,19 +73,82 @@ def test_polygons_through_pycocotools_keep_holes_and_parts(example, tmp_path):
     assert all(isinstance(a["segmentation"], list) for a in coco.dataset["annotations"])
 
 
-def test_one_annotation_per_connected_part_and_labels_back(example, tmp_path):
-    ds, masks = example
+def _parts(mask: np.ndarray, cls: int) -> int:
     import cv2
 
+    return cv2.connectedComponents((mask == cls).astype(np.uint8), connectivity=8)[0] - 1
+
+
+def test_one_annotation_per_image_and_class_by_default(example, tmp_path):
+    ds, masks = example
     out = export_masks(masks, ds, tmp_path / "a.json", to="coco")
     doc = json.loads(out.read_text())
+    several = 0
     for img in doc["images"]:
         stem = img["file_name"][:-4]
         anns = [a for a in doc["annotations"] if a["image_id"] == img["id"]]
-        parts = cv2.connectedComponents((masks[stem] > 0).astype(np.uint8), connectivity=8)[0] - 1
-        assert len(anns) == parts
+        classes = sorted(int(c) for c in np.unique(masks[stem]) if c not in (0, 255))
+        assert sorted(a["category_id"] for a in anns) == classes  # one each
         assert {ds.classmap.names[a["category_id"]] for a in anns} == set(ds.by_stem()[stem].labels)
-    assert max(len([a for a in doc["annotations"] if a["image_id"] == i["id"]]) for i in doc["images"]) >= 2
+        for a in anns:
+            assert a["area"] == int((masks[stem] == a["category_id"]).sum())
+            several += _parts(masks[stem], a["category_id"]) > 1
+        assert all("score" not in a for a in anns)  # nothing to score from
+    assert several >= 1  # some annotation covers several parts: the case that differs from "parts"
+    assert len({a["id"] for a in doc["annotations"]}) == len(doc["annotations"])
+
+
+def test_parts_option_gives_one_annotation_per_connected_part(example, tmp_path):
+    ds, masks = example
+    out = export_masks(masks, ds, tmp_path / "a.json", to="coco", instances="parts")
+    coco, back = _via_pycocotools(out)
+    doc = coco.dataset
+    for img in doc["images"]:
+        stem = img["file_name"][:-4]
+        anns = [a for a in doc["annotations"] if a["image_id"] == img["id"]]
+        classes = [int(c) for c in np.unique(masks[stem]) if c not in (0, 255)]
+        assert len(anns) == sum(_parts(masks[stem], c) for c in classes)
+        np.testing.assert_array_equal(back[img["file_name"]], masks[stem])
+    assert max(len(coco.getAnnIds(imgIds=i["id"])) for i in doc["images"]) >= 2
+    with pytest.raises(ValueError, match="instances"):
+        export_masks(masks, ds, tmp_path / "b.json", to="coco", instances="blobs")
+    with pytest.raises(ValueError, match="COCO output only"):
+        export_masks(masks, ds, tmp_path / "png", to="png", instances="parts")
+
+
+def test_score_is_the_mean_probability_of_the_class_over_its_pixels(example, tmp_path):
+    ds, masks = example
+    stems = list(masks)[:3]
+    rng = np.random.default_rng(0)
+    probs = {}
+    for s in stems:
+        p = rng.random((ds.classmap.num_classes, *masks[s].shape)).astype(np.float32)
+        probs[s] = p / p.sum(axis=0, keepdims=True)
+    subset = {s: masks[s] for s in stems}
+    loaders = {s: (lambda s=s: probs[s]) for s in stems[1:]}  # a loader or an array, both accepted
+    loaders[stems[0]] = probs[stems[0]]
+    reliability = {s: 0.25 for s in stems}
+    for instances in ("class", "parts"):
+        out = export_masks(
+            subset,
+            ds.with_samples([ds.by_stem()[s] for s in stems]),
+            tmp_path / f"{instances}.json",
+            to="coco",
+            instances=instances,
+            probs=loaders,
+            image_scores=reliability,
+        )
+        coco = COCO(str(out))
+        for ann in coco.dataset["annotations"]:
+            stem = coco.imgs[ann["image_id"]]["file_name"][:-4]
+            region = coco.annToMask(ann) > 0
+            want = float(probs[stem][ann["category_id"]][region].mean())
+            assert 0.0 <= ann["score"] <= 1.0 and ann["score"] == pytest.approx(want, abs=1e-4)
+    out = export_masks(subset, ds.classmap, tmp_path / "rel.json", to="coco", image_scores=reliability)
+    assert {a["score"] for a in json.loads(out.read_text())["annotations"]} == {0.25}  # fallback: reliability
+    with pytest.raises(ValueError, match="probs must be"):
+        export_masks(subset, ds.classmap, tmp_path / "bad.json", to="coco", probs={stems[0]: probs[stems[0]][:, :5]})
+    assert not (tmp_path / "bad.json").exists()
 
 
 def test_load_masks_round_trip(example, tmp_path):

@@ -123,20 +123,123 @@ def test_noncontiguous(c):
 
 
 # ---------------------------------------------------------------- gradients
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
 @pytest.mark.parametrize("c", [1, 2, 3])
-def test_gradcheck(c):
+def test_gradcheck(c, backend):
     I = _rand(1, c, 5, 6).requires_grad_()
     p = _rand(1, 2, 5, 6, seed=1).requires_grad_()
     eps = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b, e: guided_filter(a, b, 1, e), (I, p, eps))
+    assert torch.autograd.gradcheck(lambda a, b, e: guided_filter(a, b, 1, e, backend=backend), (I, p, eps))
 
 
-def test_gradcheck_fast_and_box():
+@pytest.mark.parametrize("c", [1, 3])
+def test_gradcheck_cpu_batch_per_image_eps_and_strips(c):
+    """Two images with their own eps, r = 2 on 7 x 9 (border strips, not the whole-plane factor map)."""
+    I = _rand(2, c, 7, 9).requires_grad_()
+    p = _rand(2, 2, 7, 9, seed=1).requires_grad_()
+    eps = torch.tensor([0.05, 0.2], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b, e: guided_filter(a, b, 2, e, backend="cpu"), (I, p, eps))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_gradcheck_fast_and_box(backend):
     I = _rand(1, 1, 4, 5).requires_grad_()
     p = _rand(1, 1, 4, 5, seed=1).requires_grad_()
     I_hr = _rand(1, 1, 8, 9, seed=2).requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, b, h: fast_guided_filter(a, b, h, 1, 0.1), (I, p, I_hr))
+    assert torch.autograd.gradcheck(lambda a, b, h: fast_guided_filter(a, b, h, 1, 0.1, backend=backend), (I, p, I_hr))
+    I3 = _rand(2, 3, 6, 7, seed=3).requires_grad_()
+    p3 = _rand(2, 2, 6, 7, seed=4).requires_grad_()
+    I3_hr = _rand(2, 3, 9, 10, seed=5).requires_grad_()
+    eps = torch.tensor([0.05, 0.1], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda a, b, h, e: fast_guided_filter(a, b, h, 2, e, backend=backend), (I3, p3, I3_hr, eps)
+    )
     assert torch.autograd.gradcheck(lambda x: box_filter(x, 2), (_rand(1, 2, 5, 4).requires_grad_(),))
+
+
+# ---------------------------------------------------------------- the CPU engine == the torch backend
+_CASES = [((7, 6), 1), ((12, 9), 2), ((5, 4), 7), ((3, 20), 2), ((30, 33), 4), ((40, 37), 16)]
+
+
+@pytest.mark.parametrize("c", [1, 2, 3])
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("hw,r", _CASES)
+def test_cpu_backend_equals_torch_backend(c, k, hw, r):
+    """Same values in float64 (to rounding) and float32 (to float32 rounding), forward and backward."""
+    I, p = _rand(2, c, *hw), _rand(2, k, *hw, seed=1)
+    eps = torch.tensor([1e-2, 1e-1], dtype=torch.float64)
+    want = guided_filter(I, p, r, eps, backend="torch")
+    torch.testing.assert_close(guided_filter(I, p, r, eps, backend="cpu"), want, rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        guided_filter(I.float(), p.float(), r, eps.float(), backend="cpu"), want.float(), rtol=0, atol=5e-5
+    )
+    I_hr = _rand(2, c, hw[0] * 2 + 1, hw[1] * 2, seed=2)
+    torch.testing.assert_close(
+        fast_guided_filter(I, p, I_hr, r, 0.02, backend="cpu"),
+        fast_guided_filter(I, p, I_hr, r, 0.02, backend="torch"),
+        rtol=0,
+        atol=1e-10,
+    )
+    gq = _rand(2, k, *hw, seed=3)
+    grads = []
+    for backend in ("cpu", "torch"):
+        Ig, pg, eg = I.clone().requires_grad_(), p.clone().requires_grad_(), eps.clone().requires_grad_()
+        grads.append(torch.autograd.grad(guided_filter(Ig, pg, r, eg, backend=backend), (Ig, pg, eg), gq))
+    for got, ref in zip(*grads):
+        torch.testing.assert_close(got, ref, rtol=1e-8, atol=1e-9)
+
+
+def test_auto_backend_dispatch():
+    """auto = the CPU engine where it applies (same numbers), the torch backend elsewhere."""
+    I, p = _rand(1, 4, 9, 8, dtype=torch.float32), _rand(1, 1, 9, 8, dtype=torch.float32, seed=1)
+    torch.testing.assert_close(guided_filter(I, p, 2, 1e-2), guided_filter(I, p, 2, 1e-2, backend="torch"))
+    with pytest.raises(ValueError, match="backend='cpu' needs .* 4 guidance channels"):
+        guided_filter(I, p, 2, 1e-2, backend="cpu")
+    half = guided_filter(I[:, :1].bfloat16(), p.bfloat16(), 2, 1e-2)  # torch backend
+    assert half.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="backend='cpu' needs .*bfloat16"):
+        guided_filter(I[:, :1].bfloat16(), p.bfloat16(), 2, 1e-2, backend="cpu")
+    pixel_eps = torch.full((1, 1, 9, 8), 1e-2)  # per-pixel eps: torch backend only
+    torch.testing.assert_close(guided_filter(I[:, :3], p, 2, pixel_eps), guided_filter(I[:, :3], p, 2, 1e-2))
+    with pytest.raises(ValueError, match="backend must be one of .*'auto', 'cpu', 'torch'.*got 'opencv'"):
+        guided_filter(I, p, 2, 1e-2, backend="opencv")
+
+
+def test_cpu_backend_inference_mode_channels_last_and_reuse():
+    I = _rand(2, 3, 33, 35, dtype=torch.float32)
+    p = _rand(2, 2, 33, 35, dtype=torch.float32, seed=1)
+    want = guided_filter(I, p, 3, 1e-2, backend="torch")
+    with torch.inference_mode():
+        got = guided_filter(I.to(memory_format=torch.channels_last), p, 3, 1e-2)
+        assert not got.requires_grad
+        torch.testing.assert_close(got, want)
+        other = guided_filter(_rand(2, 3, 33, 35, dtype=torch.float32, seed=5), p, 3, 1e-2)  # reuses pooled planes
+        assert not torch.allclose(other, want)
+        torch.testing.assert_close(guided_filter(I, p, 3, 1e-2), want)  # no state left behind
+    assert not guided_filter(I, p, 3, 1e-2).requires_grad  # no input needs a gradient
+
+
+def test_cpu_backend_autograd_contract():
+    """In-place changes to inputs are caught, retain_graph works, double backward says it is unsupported."""
+    I = _rand(1, 3, 8, 9).requires_grad_()
+    p = _rand(1, 1, 8, 9, seed=1)
+    q = guided_filter(I, p, 2, 1e-2)
+    g1 = torch.autograd.grad(q.sum(), I, retain_graph=True)[0]
+    torch.testing.assert_close(torch.autograd.grad(q.sum(), I)[0], g1)
+    q2 = guided_filter(I, p, 2, 1e-2)
+    (gI,) = torch.autograd.grad(q2, I, torch.ones_like(q2, requires_grad=True), create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        gI.sum().backward()
+    q2 = guided_filter(I, p, 2, 1e-2, backend="torch")  # the torch backend has second derivatives
+    (gI,) = torch.autograd.grad(q2, I, torch.ones_like(q2, requires_grad=True), create_graph=True)
+    gI.sum().backward()
+    x = p.clone().requires_grad_()
+    y = x * 1.0
+    q3 = guided_filter(I, y, 2, 1e-2)
+    with torch.no_grad():
+        y.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        q3.sum().backward()
 
 
 # ---------------------------------------------------------------- module == function
@@ -199,6 +302,47 @@ def test_golden_opencv(c, r, eps):
     got = guided_filter(I, p, r, eps)[0, 0].numpy()
     m = 2 * r
     np.testing.assert_allclose(got[m:-m, m:-m], ref[m:-m, m:-m], atol=2e-4)
+
+
+def _reflect_border_reference(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """He et al.'s equations with window means over a BORDER_REFLECT-padded image (float64)."""
+    k = (2 * r + 1, 2 * r + 1)
+
+    def mean(x):
+        return cv2.boxFilter(x, -1, k, normalize=True, borderType=cv2.BORDER_REFLECT)
+
+    I = guide[..., None] if guide.ndim == 2 else guide
+    c = I.shape[2]
+    chans = [I[..., i] for i in range(c)]
+    mI = [mean(x) for x in chans]
+    mp = mean(src)
+    sigma = np.empty((*src.shape, c, c))
+    for i in range(c):
+        for j in range(c):
+            sigma[..., i, j] = mean(chans[i] * chans[j]) - mI[i] * mI[j] + (eps if i == j else 0.0)
+    cov = np.stack([mean(chans[i] * src) - mI[i] * mp for i in range(c)], axis=-1)
+    a = np.linalg.solve(sigma, cov[..., None])[..., 0]
+    b = mp - (a * np.stack(mI, axis=-1)).sum(-1)
+    return sum(mean(np.ascontiguousarray(a[..., i])) * chans[i] for i in range(c)) + mean(b)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_opencv_border_is_reflection_ours_is_the_clipped_window(c):
+    """cv2.ximgproc.guidedFilter = the same equations with BORDER_REFLECT window means, everywhere.
+    We keep He et al.'s reference borders (mean over the in-image part of the window): the two agree
+    in the interior and differ only within 2r of the border, where ours equals the explicit windows."""
+    r, eps = 3, 1e-2
+    I, p = _rand(1, c, 23, 26, seed=9), _rand(1, 1, 23, 26, seed=10)
+    guide = I[0].permute(1, 2, 0).numpy().copy() if c == 3 else I[0, 0].numpy().copy()
+    src = p[0, 0].numpy().copy()
+    reflect = _reflect_border_reference(guide, src, r, eps)
+    got_cv2 = cv2.ximgproc.guidedFilter(guide.astype(np.float32), src.astype(np.float32), r, eps)
+    np.testing.assert_allclose(got_cv2, reflect, atol=2e-4)
+    ours = guided_filter(I, p, r, eps)[0, 0].numpy()
+    np.testing.assert_allclose(ours, _reference(I[0].numpy(), src, r, eps), rtol=1e-9, atol=1e-10)
+    m = 2 * r
+    np.testing.assert_allclose(ours[m:-m, m:-m], reflect[m:-m, m:-m], rtol=1e-9, atol=1e-10)
+    assert np.abs(ours - reflect)[:m].max() > 1e-3  # the borders do differ
 
 
 def test_opencv_eps_convention_for_uint8_guides():

@@ -29,6 +29,8 @@ from tests.labelstudio_harness import (
     LabelStudioAPI,
     LabelStudioServer,
     brush_config,
+    choice_result,
+    choices_config,
     iou,
     prediction_mask,
     wait_until,
@@ -171,7 +173,10 @@ def test_label_studio_end_to_end(tmp_path):
         for tid, gt_mask in annotated.items():
             assert np.array_equal(read_mask(human_dir / f"{tid}.png"), gt_mask)
 
-        # 4. training started from Label Studio; a new model version is served by every worker
+        # 4. a second project whose image-level labels come from a <Choices> answer, not from task data
+        _choices_project(api, backend, ds, tmp_path)
+
+        # 5. training started from Label Studio; a new model version is served by every worker
         t0 = time.perf_counter()
         api.train(ml["id"])
         # Label Studio asks the backend (/setup) for its model version whenever the ML backend is read
@@ -198,6 +203,7 @@ def test_label_studio_end_to_end(tmp_path):
         info = json.loads((tmp_path / "models" / str(project) / "current.json").read_text())
         assert info["model_version"] == new_version
         assert (info["n_human"], info["n_pseudo"]) == (3, N_IMAGES - 3)
+
     except BaseException:
         print(backend.log_tail(120))
         print(ls.process.log_tail(60) if ls.process else "")
@@ -206,3 +212,34 @@ def test_label_studio_end_to_end(tmp_path):
         api.close()
         backend.stop()
         ls.stop()
+
+
+def _choices_project(api: LabelStudioAPI, backend: BackendServer, ds, tmp_path) -> None:
+    by_stem = ds.by_stem()
+    picked = [next(s for s in ds if s.labels[0] == c) for c in CLASSES]
+    project = api.create_project("gfn-autolabel choices", choices_config())
+    api.upload(project, [s.image_path for s in picked])
+    tasks = sorted(api.tasks(project), key=lambda t: t["id"])
+    api.connect_backend(project, backend.url)
+    answered, unanswered = tasks[:2], tasks[2]
+    for t in answered:  # the annotator only picks the class; the webhook must not store an empty mask
+        api.annotate(t["id"], choice_result(by_stem[_stem(t)].labels[0]))
+    task_dir = tmp_path / "models" / str(project) / "tasks"
+    wait_until(
+        lambda: all((task_dir / f"{t['id']}.json").exists() for t in answered),
+        60,
+        "the chosen labels stored by the webhook",
+        on_fail=backend.log_tail,
+    )
+    assert not list((tmp_path / "models" / str(project) / "human").glob("*.png"))
+    out = api.retrieve_predictions(project)
+    assert out.get("processed_items") == len(tasks), out
+    for t in answered:
+        s = by_stem[_stem(t)]
+        pred = _latest(api, t["id"], "gfn-initial")
+        assert {r["value"]["brushlabels"][0] for r in pred["result"]} == {s.labels[0]}, pred
+        got = iou(prediction_mask(pred["result"], CLASSES) > 0, s.load_mask() > 0)
+        print(f"<Choices> {s.labels[0]}: IoU {got:.3f}")
+        assert got >= 0.5
+    empty = _latest(api, unanswered["id"], "gfn-initial")
+    assert empty["result"] == []  # no label anywhere and three classes: nothing to segment (the backend says why)

@@ -1,9 +1,13 @@
 """Image fetching: Label Studio URLs with the key, SSRF refusals, local roots, size limits."""
 
+import socket
+import threading
+import time
+
 import httpx
 import pytest
 
-from labelstudio_backend.fetch import FetchError, ImageFetcher, is_public
+from labelstudio_backend.fetch import REFUSED_LS_PATH, FetchError, ImageFetcher, check_label_studio_path, is_public
 
 LS = "http://ls.internal:8080"
 KEY = "k-0123456789"
@@ -154,3 +158,118 @@ def test_is_public():
         "0.0.0.0",
     ):
         assert not is_public(a), a
+
+
+# -- Label Studio paths: only file paths, checked after decoding, all refused alike -------------------------
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/data/upload/3/abc.png",
+        "/data/upload/3/My%20Photo.JPG",
+        "/data/local-files/?d=images/x.jpg",
+        "/data/local-files/?d=images%2Fsub%2Fx.png",
+        "/storage-data/uploaded/?filepath=upload/3/abc.png",
+        "/tasks/12/resolve/?fileuri=czM6Ly9idWNrZXQvYS5wbmc=",
+        f"{LS}/data/upload/3/abc.png",
+    ],
+)
+def test_label_studio_file_paths_are_accepted(value):
+    assert check_label_studio_path(value.removeprefix(LS)).startswith("/")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/data/local-files/?d=/etc/passwd",
+        "/data/local-files/?d=etc/passwd",
+        "/data/local-files/?d=..%2F..%2Fetc%2Fx.png",
+        "/data/local-files/?d=%252e%252e/x.png",
+        "/data/local-files/?d=x.png&d=y.png",
+        "/data/local-files/?q=x.png",
+        "/data/upload/%2e%2e/%2e%2e/etc/passwd",
+        "/data/upload/%252e%252e/x.png",
+        "/data/upload/1/x.png?d=/etc/passwd",
+        "/data/upload/1/./x.png",
+        "/data/upload/1/x.png%00.png",
+        "/tasks/1/",
+        "/tasks/1/resolve/?fileuri=",
+        "/storage-data/uploaded/?filepath=/abs/x.png",
+        "/api/projects/1/export",
+    ],
+)
+def test_other_label_studio_paths_are_refused_with_one_answer(value):
+    with pytest.raises(FetchError) as err:
+        check_label_studio_path(value)
+    assert err.value.status == 403 and str(err.value) == REFUSED_LS_PATH
+
+
+def test_refused_paths_never_send_a_request():
+    seen = []
+    f = fetcher(lambda req: seen.append(req) or httpx.Response(200, content=b"x"))
+    for value in (
+        "/data/local-files/?d=/etc/passwd",
+        f"{LS}/api/projects/",
+        "http://u:p@ls.internal:8080/data/upload/1/a.png",
+    ):
+        with pytest.raises(FetchError, match="refusing image reference"):
+            f.fetch(value)
+    assert seen == []
+
+
+def test_redirect_within_label_studio_is_checked_too():
+    seen = []
+
+    def handler(req):
+        seen.append(str(req.url))
+        return httpx.Response(302, headers={"location": "/api/projects/1/export"})
+
+    with pytest.raises(FetchError, match="refusing image reference"):
+        fetcher(handler).fetch("/data/upload/1/a.png")
+    assert seen == [f"{LS}/data/upload/1/a.png"]
+
+
+# -- a total deadline per fetch --------------------------------------------------------------------------
+class TrickleServer:
+    """A loopback HTTP server sending its answer one byte every ``interval`` seconds; counts the bytes sent."""
+
+    def __init__(self, *, headers_too: bool, interval: float = 0.2, body: int = 200):
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {body}\r\n\r\n".encode()
+        self.slow, self.fast = (head + b"x" * body, b"") if headers_too else (b"x" * body, head)
+        self.total = len(self.slow)
+        self.interval = interval
+        self.sent = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(self.fast)
+                for i in range(len(self.slow)):
+                    conn.sendall(self.slow[i : i + 1])
+                    self.sent += 1
+                    time.sleep(self.interval)
+            except OSError:
+                return  # the client hung up
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("headers_too", [False, True], ids=["slow body", "slow headers"])
+def test_a_trickling_server_is_cut_at_the_deadline(headers_too):
+    server = TrickleServer(headers_too=headers_too)
+    try:
+        f = ImageFetcher(allowed_hosts=("127.0.0.1",), timeout=1.0)
+        with pytest.raises(FetchError) as err:
+            f.fetch(f"http://127.0.0.1:{server.port}/slow.png")
+        f.close()
+    finally:
+        server.close()
+    assert err.value.status == 504 and "did not arrive within FETCH_TIMEOUT=1 s" in str(err.value)
+    # every read returned within the per-read timeout: only the total deadline ended it, long before the end
+    assert server.sent < server.total // 2

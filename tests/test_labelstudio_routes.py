@@ -295,6 +295,123 @@ def test_task_label_keeps_only_that_class_with_a_trained_model(tmp_path, example
     assert sorted(x["value"]["brushlabels"][0] for x in without["result"]) == ["ellipse", "ring"]
 
 
+CHOICES_CONFIG = brush_config().replace(
+    "</View>",
+    '<Choices name="what" toName="image" choice="multiple">'
+    + "".join(f'<Choice value="{c}"/>' for c in CLASSES)
+    + '<Choice value="unsure"/></Choices></View>',
+)
+
+
+def choices_result(*names):
+    return [{"from_name": "what", "to_name": "image", "type": "choices", "value": {"choices": list(names)}}]
+
+
+def test_choices_give_the_labels_annotations_first_then_predictions(tmp_path, example, caplog):
+    ds, files = example
+    settings = BackendSettings(label_studio_url=LS_URL, api_key=TOKEN, model_dir=tmp_path)
+    store = ProjectStore(tmp_path, "1")
+    ckpt = store.new_model_path("gfn-001-x")
+    ckpt.write_bytes(b"stub")
+    store.set_current("gfn-001-x", ckpt, ("background", *CLASSES))
+    image = f"/data/upload/1/{ds[0].stem}.png"
+    tasks = [
+        {
+            "id": 1,
+            "data": {"image": image},
+            "annotations": [{"id": 5, "result": choices_result("ring")}],
+            "predictions": [{"id": 6, "result": choices_result("ellipse")}],
+        },
+        {
+            "id": 2,
+            "data": {"image": image},
+            "annotations": [],
+            "predictions": [{"id": 7, "result": choices_result("ellipse")}],
+        },
+        {"id": 3, "data": {"image": image}, "annotations": [{"id": 8, "result": choices_result("unsure")}]},
+        {"id": 4, "data": {"image": image}, "annotations": [{"id": 9, "result": choices_result("star")}]},
+    ]
+    caplog.set_level(logging.INFO)
+    with client_for(settings, files, StubEngine(settings)) as c:
+        r = predict(c, tasks, config=CHOICES_CONFIG)
+    assert r.status_code == 200, r.text
+    ring, ellipse, unsure, star = r.json()["results"]
+    assert [x["value"]["brushlabels"] for x in ring["result"]] == [["ring"]]
+    assert [x["value"]["brushlabels"] for x in ellipse["result"]] == [["ellipse"]]
+    assert sorted(x["value"]["brushlabels"][0] for x in unsure["result"]) == ["ellipse", "ring"]  # not a class
+    assert star["result"] == [] and "found no object ['star']" in star["meta"]["why_empty"]
+    assert "task 4: empty prediction: model gfn-001-x found no object ['star']" in caplog.text
+    assert store.task_labels("1") == ["ring"] and store.task_labels("3") is None
+
+
+def test_without_label_or_model_the_empty_prediction_says_why(tmp_path, example, caplog):
+    ds, files = example
+    settings = BackendSettings(label_studio_url=LS_URL, api_key=TOKEN, model_dir=tmp_path)
+    caplog.set_level(logging.INFO)
+    with client_for(settings, files, StubEngine(settings)) as c:
+        r = predict(c, [{"id": 1, "data": {"image": f"/data/upload/1/{ds[0].stem}.png"}}], config=CHOICES_CONFIG)
+    (pred,) = r.json()["results"]
+    assert pred["result"] == []
+    why = pred["meta"]["why_empty"]
+    assert "no image-level label" in why and "<Choices name='what'>" in why and "task data key label/class" in why
+    assert why in caplog.text
+
+
+def test_choices_pick_the_class_for_the_initial_route(real_engine_settings, real_engine, example):
+    ds, files = example
+    sample = ds[2]
+    name = sample.labels[0]
+    task = {
+        "id": 31,
+        "data": {"image": f"/data/upload/1/{sample.stem}.png"},
+        "annotations": [{"id": 1, "result": choices_result(name)}],
+    }
+    with client_for(real_engine_settings, files, real_engine) as c:
+        r = predict(c, [task], config=CHOICES_CONFIG, project="31.1")
+    (pred,) = r.json()["results"]
+    assert pred["result"] and {x["value"]["brushlabels"][0] for x in pred["result"]} == {name}
+    got = prediction_mask(pred["result"])
+    assert iou(got > 0, sample.load_mask() > 0) > 0.5
+
+
+def test_a_choices_only_annotation_keeps_the_labels_and_stores_no_mask(tmp_path, example):
+    ds, files = example
+    settings = BackendSettings(label_studio_url=LS_URL, api_key=TOKEN, model_dir=tmp_path)
+    task = {"id": 3, "data": {"image": f"/data/upload/1/{ds[0].stem}.png"}}
+    event = {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": 1, "label_config": CHOICES_CONFIG},
+        "task": task,
+        "annotation": {"id": 12, "task": 3, "result": choices_result("star")},
+    }
+    with client_for(settings, files, StubEngine(settings)) as c:
+        assert c.post("/webhook", json=event).status_code == 201
+        c.app.state.wait_idle()
+    store = ProjectStore(tmp_path, "1")
+    assert store.human_ids() == [] and store.task_labels("3") == ["star"]
+
+
+def test_labels_plus_brush_project_predicts_in_the_merged_form(tmp_path, example):
+    ds, files = example
+    config = (
+        '<View><Image name="image" value="$image"/><Labels name="label" toName="image">'
+        + "".join(f'<Label value="{c}"/>' for c in CLASSES)
+        + '</Labels><Brush name="brush" toName="image"/></View>'
+    )
+    settings = BackendSettings(label_studio_url=LS_URL, api_key=TOKEN, model_dir=tmp_path)
+    store = ProjectStore(tmp_path, "1")
+    ckpt = store.new_model_path("gfn-001-x")
+    ckpt.write_bytes(b"stub")
+    store.set_current("gfn-001-x", ckpt, ("background", *CLASSES))
+    with client_for(settings, files, StubEngine(settings)) as c:
+        r = predict(
+            c, [{"id": 1, "data": {"image": f"/data/upload/1/{ds[0].stem}.png", "label": "ring"}}], config=config
+        )
+    (res,) = r.json()["results"][0]["result"]
+    assert (res["from_name"], res["to_name"], res["type"]) == ("label", "image", "brushlabels")
+    assert res["value"]["brushlabels"] == ["ring"] and res["value"]["format"] == "rle"
+
+
 def test_unknown_task_label_and_missing_image_key_are_explained(tmp_path, example):
     ds, files = example
     settings = BackendSettings(label_studio_url=LS_URL, api_key=TOKEN, model_dir=tmp_path)

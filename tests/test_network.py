@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from core.classmap import ClassMap
+from core.filters import FastGuidedFilter
 from core.network import ABLATIONS, BACKBONES, GFNConfig, build_model, load_checkpoint, save_checkpoint
 from core.network.backbones import build_backbone, weights_file
-from core.network.modules import boundary
+from core.network.config import LEGACY_FIELDS
+from core.network.modules import ImageGuide, boundary
 
 torch.set_num_threads(1)
 
@@ -47,6 +49,8 @@ def test_config_roundtrip_and_frozen():
         (dict(gf_eps=0.0), "gf_eps"),
         (dict(num_classes=1), "num_classes"),
         (dict(num_classes=300), "num_classes"),
+        (dict(gf_mode="slow"), r"gf_mode must be one of \['stride4', 'fast'\], got 'slow'"),
+        (dict(decoder_channels=0), "decoder_channels must be a positive int or None"),
     ],
 )
 def test_config_refuses_bad_values(kw, match):
@@ -121,6 +125,82 @@ def test_guided_filter_module_is_used_and_settable():
         assert not torch.allclose(a, model.refine(coarse, guide, (48, 48)))
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         model(torch.randn(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("name", ["gf", "all"])
+def test_fast_guided_filter_mode(name):
+    model = _model(name, gf_mode="fast", num_classes=3)
+    assert isinstance(model.guide, ImageGuide) and isinstance(model.gf, FastGuidedFilter)
+    assert model.hgl_in_decoder == (name == "all")
+    if name == "all":  # HGL joins the decoder next to the up-sampled ASPP and BG features
+        assert model.decoder[0][0].in_channels == model.config.aspp_channels + 2 * model.config.low_channels
+    x = torch.randn(2, 3, 45, 61)  # not multiples of 4
+    with torch.no_grad():
+        coarse, guide = model.features(x)
+        assert guide.shape == (2, 3, 45, 61) and guide.min() >= 0 and guide.max() <= 1
+        out = model.refine(coarse, guide, (45, 61))
+        assert out.shape == (2, 3, 45, 61)
+        torch.testing.assert_close(out, model(x))
+        # the filter is applied at full resolution: not the bilinear up-sampling of the coarse logits
+        logits = 3 * torch.randn_like(coarse)
+        filtered = model.refine(logits, guide, (45, 61))
+        assert float((filtered - F.interpolate(logits, size=(45, 61), mode="bilinear")).abs().max()) > 0.1
+        model.gf.r, model.gf.eps = 4, 1.0
+        assert float((filtered - model.refine(logits, guide, (45, 61))).abs().max()) > 0.1
+    model.train()
+    model(torch.randn(2, 3, 40, 36)).sum().backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not unused, f"parameters without gradient: {unused[:5]}"
+
+
+def test_fast_mode_edges_follow_the_image():
+    """A step in the coarse logits refined with a two-colour image: ``q = a.I + b`` with ``a, b``
+    smooth, so the output steps sharply where the image steps, where bilinear up-sampling of the
+    coarse logits spreads the step over 4 pixels."""
+    model = _model("gf", gf_mode="fast")
+    guide = torch.zeros(1, 3, 32, 32)
+    guide[..., 13:] = 1.0  # an edge between columns 12 and 13, not on the stride-4 grid
+    coarse = torch.zeros(1, 2, 8, 8)
+    coarse[:, 1, :, 4:] = 4.0  # object logit on the right half, at stride 4
+    with torch.no_grad():
+        out = model.refine(coarse, guide, (32, 32))[0, 1]
+    row = out[16]
+    jumps = (row[1:] - row[:-1]).abs()
+    assert int(jumps.argmax()) == 12  # the largest change is exactly at the image edge
+    others = torch.cat([jumps[:12], jumps[13:]])
+    assert jumps[12] > 2.0 and jumps[12] > 5 * others.max()
+    up = F.interpolate(coarse, size=(32, 32), mode="bilinear")[0, 1, 16]
+    assert (up[1:] - up[:-1]).abs().max() <= 1.0  # the plain up-sampling has no sharp step
+
+
+def test_decoder_channels_narrow_the_stride4_decoder():
+    wide, narrow = _model("all"), _model("all", decoder_channels=32)
+    assert narrow.classifier.in_channels == 32 and wide.classifier.in_channels == wide.config.aspp_channels
+    assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in wide.parameters())
+    with torch.no_grad():
+        assert narrow(torch.randn(1, 3, 40, 40)).shape == (1, 2, 40, 40)
+
+
+def test_old_config_dicts_build_the_old_architecture():
+    old = {k: v for k, v in GFNConfig().to_dict().items() if k not in LEGACY_FIELDS}
+    cfg = GFNConfig.from_dict({**old, "use_bg": False})
+    assert (cfg.gf_mode, cfg.decoder_channels) == ("stride4", None) and not cfg.use_bg
+    # a partial mapping (user overrides) keeps the current defaults for the fields it does not name
+    assert GFNConfig.from_dict({"use_bg": False}).gf_mode == GFNConfig().gf_mode
+    assert GFNConfig.from_dict(GFNConfig(gf_mode="fast").to_dict()).gf_mode == "fast"
+
+
+def test_old_checkpoint_without_new_fields_loads(tmp_path: Path):
+    model = _model("all", gf_mode="stride4")
+    path = save_checkpoint(tmp_path / "m.pt", model, model.config, ClassMap.from_names(["horse"]))
+    payload = torch.load(path, weights_only=True)
+    payload["config"] = {k: v for k, v in payload["config"].items() if k not in LEGACY_FIELDS}
+    torch.save(payload, path)  # as written before gf_mode / decoder_channels existed
+    ck = load_checkpoint(path)
+    assert ck.config == model.config
+    x = torch.randn(1, 3, 37, 29)
+    with torch.no_grad():
+        torch.testing.assert_close(ck.model(x), model(x), rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------- checkpoints

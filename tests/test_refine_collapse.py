@@ -135,12 +135,12 @@ def _empty_post(image, probs, spec, *, params):
 
 
 def test_a_collapsed_round_stops_the_run_and_round_0_is_kept(example, tmp_path, monkeypatch, caplog):
-    import core.refine.refine_round as rr
+    import core.refine.postchain as postchain
     from core.refine.report import format_table
 
-    monkeypatch.setattr(rr, "postprocess", _empty_post)  # every refined mask comes out empty
-    with caplog.at_level("WARNING", logger="core.refine.runner"):
-        result = run_autolabel(example, tmp_path / "run", TINY)
+    monkeypatch.setattr(postchain, "postprocess", _empty_post)  # every refined mask comes out empty
+    with caplog.at_level("WARNING", logger="core.refine.runner"):  # (one worker: the patch is in this process)
+        result = run_autolabel(example, tmp_path / "run", TINY.replace({"post.workers": 1}))
     assert [r.index for r in result.rounds] == [0, 1] and result.stopped_reason == "collapsed"
     assert result.best_round == 0 and result.status == "degraded"
     assert result.status_message == (

@@ -80,7 +80,11 @@ def test_sections_must_be_typed():
 
 
 def test_old_flat_config_json_loads_to_an_equal_config():
-    assert RunConfig.from_dict(_flat("default")) == RunConfig()
+    """A flat config.json keeps the rounds' recipe it was trained with (paper 001's SGD), not today's."""
+    from core.refine.config_keys import LEGACY_ROUND_RECIPE
+
+    assert RunConfig.from_dict(_flat("default")) == RunConfig().replace(LEGACY_ROUND_RECIPE)
+    assert RunConfig.from_dict(_flat("default")).train.optimizer == "sgd" and RunConfig().train.optimizer == "adamw"
     old = RunConfig.from_dict(_flat("custom"))
     assert old == RunConfig(
         rounds=2,
@@ -90,9 +94,9 @@ def test_old_flat_config_json_loads_to_an_equal_config():
             options=InitConfig(coarse="centre", work_size=48, crf=CRFParams(iters=3), train={"epochs": 4}),
         ),
         network=NetworkSection(pretrained=False, warm_start=True, aspp_channels=16, low_channels=8),
-        train=TrainSection(epochs=1, batch_size=4, min_steps=5, scale_range=(1.0, 1.0)),
+        train=TrainSection(epochs=1, batch_size=4, min_steps=5, scale_range=(1.0, 1.0), lr=0.01),
         post=PostSection(chain="crf", fuse=0.0, consistency="background"),
-    ).replace({"filters.area_min": 0.05, "stop.select_by": "gt", "stop.patience": 2})
+    ).replace({"filters.area_min": 0.05, "stop.select_by": "gt", "stop.patience": 2, **LEGACY_ROUND_RECIPE})
 
 
 def test_an_old_config_gives_the_objects_the_flat_config_gave():
@@ -117,9 +121,12 @@ def test_an_old_config_gives_the_objects_the_flat_config_gave():
     assert init_config(old) == InitConfig(
         coarse="centre", work_size=48, crf=CRFParams(iters=3), train={"epochs": 4}, seed=0, num_threads=2
     )
-    assert train_config(RunConfig(), 1) == TrainConfig.legacy(
+    assert train_config(RunConfig.from_dict(_flat("default")), 1) == TrainConfig.legacy(
         epochs=5, lr=0.01, step_epochs=4, crop_size=256, seed=1, max_side=256, num_threads=2, min_steps=60
-    )  # min_steps: the rounds' own floor since issue 10 (RunConfig.train.min_steps)
+    )
+    assert train_config(RunConfig(), 1) == TrainConfig(
+        epochs=5, step_epochs=4, crop_size=256, seed=1, max_side=256, num_threads=2, min_steps=60
+    )  # today's rounds: TrainConfig's recipe, with the rounds' own floor of steps (issue 10)
 
 
 def test_nested_round_trip_and_dotted_differences():
@@ -234,11 +241,16 @@ def test_sections_cover_the_configs_they_feed_with_their_defaults():
     assert set(net) - {"warm_start"} == set(gfn) - {"num_classes"}
     assert all(net[k].default == gfn[k].default for k in set(net) - {"warm_start"})
     train, tc = fields(TrainSection), fields(TrainConfig)
-    assert set(train) == set(tc) - {"seed", "max_side", "num_threads"}
-    own = {"epochs", "batch_size", "lr", "step_epochs", "crop_size", "min_steps"}  # the rounds' recipe
-    legacy = set(LEGACY_RECIPE) - own  # the rounds keep the measured SGD recipe (see TrainSection)
-    assert all(train[k].default == LEGACY_RECIPE[k] for k in legacy)
-    assert all(train[k].default == tc[k].default for k in set(train) - own - legacy)
+    rounds_only = set(TrainSection.ROUNDS_ONLY)
+    assert set(train) - rounds_only == set(tc) - {"seed", "max_side", "num_threads"}
+    own = {"epochs", "batch_size", "step_epochs", "crop_size", "min_steps"}  # the rounds' own sizes
+    assert all(train[k].default == tc[k].default for k in set(train) - own - rounds_only)
+    # a flat config.json keeps the SGD recipe its rounds were trained with
+    from core.refine.config_keys import LEGACY_ROUND_RECIPE
+
+    assert {k.split(".")[1]: v for k, v in LEGACY_ROUND_RECIPE.items()} == {
+        k: v for k, v in {**LEGACY_RECIPE, "lr": 0.01}.items() if k in train and k not in own
+    }
 
 
 def test_one_crf_parameter_set_and_old_crf_keys():

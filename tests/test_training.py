@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from core.data.example import generate_arrays, make_example
+from core.inference import READ_AHEAD
 from core.network import GFNConfig, build_model, load_checkpoint
 from core.training import TrainConfig, evaluate_model, grid_search_gf, predict, train
 from core.training.data import PairDataset, augment
@@ -35,12 +36,13 @@ TINY = dict(epochs=1, batch_size=4, crop_size=32, max_side=None)
 # ---------------------------------------------------------------- config
 def test_train_config_validation():
     new, old = TrainConfig(), TrainConfig.legacy()
-    assert (new.optimizer, new.lr, new.schedule, new.backbone_lr_mult, new.batch_size) == (
+    assert (new.optimizer, new.lr, new.schedule, new.backbone_lr_mult, new.batch_size, new.max_side) == (
         "adamw",
-        1e-3,
+        3e-3,
         "cosine",
         0.1,
         8,
+        320,
     )
     assert (old.optimizer, old.lr, old.schedule, old.step_epochs, old.batch_size) == ("sgd", 0.007, "step", 5, 8)
     assert TrainConfig.from_dict(TrainConfig(seed=3).to_dict()) == TrainConfig(seed=3)
@@ -214,7 +216,7 @@ def test_predict_streams_and_keeps_sizes(pairs):
     it = predict(model, gen(), batch_size=2)
     assert isinstance(it, types.GeneratorType) and consumed == []
     first = next(it)
-    assert len(consumed) <= 2  # streamed: only the first batch was read
+    assert len(consumed) <= 2 + 1 + READ_AHEAD + 1  # streamed: the first batch, the next image, the read-ahead
     preds = [first, *it]
     assert [p.mask.shape for p in preds] == [im.shape[:2] for im in images]
     for p in preds:

@@ -59,7 +59,7 @@ def test_cosine_and_step_lr_at_fractions():
 def test_cosine_over_steps_reaches_zero(pairs):
     res = train(_model("baseline"), pairs, TrainConfig(**{**TINY, "epochs": 4}))
     lrs = [h["lr"] for h in res.history]  # the lr of each epoch's last step: 2, 4, 6, 8 of 8
-    assert lrs == pytest.approx([1e-3 * cosine_factor(f / 8) for f in (1, 3, 5, 7)])
+    assert lrs == pytest.approx([TrainConfig.lr * cosine_factor(f / 8) for f in (1, 3, 5, 7)])
 
 
 def test_time_budget_trains_until_the_budget(monkeypatch, pairs):
@@ -107,7 +107,7 @@ def test_frozen_stages_get_no_gradient(pairs):
 
 
 def test_freeze_stages_default_follows_pretraining(pairs):
-    assert trainer_module._freezing(TrainConfig(), _model(), GFNConfig(pretrained=True)) == (True, 3)
+    assert trainer_module._freezing(TrainConfig(), _model(), GFNConfig(pretrained=True)) == (True, 4)
     assert trainer_module._freezing(TrainConfig(), _model(), GFNConfig(pretrained=False)) == (False, 0)
     assert trainer_module._freezing(TrainConfig(freeze_stages=1), _model(), GFNConfig(pretrained=False))[1] == 1
     with pytest.raises(ValueError, match="freeze_stages"):

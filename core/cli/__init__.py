@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "predict": "core.cli.predict_cmd",
     "convert": "core.cli.convert_cmd",
     "evaluate": "core.cli.evaluate_cmd",
+    "report": "core.cli.report_cmd",
     "example": "core.cli.example_cmd",
     "demo": "core.cli.demo_cmd",
 }

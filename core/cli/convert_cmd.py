@@ -29,6 +29,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, choices=("coco", "voc", "png"), help="output format")
     p.add_argument("--images", metavar="DIR", help="folder of the pictures (needed for --to voc from PNG masks)")
     p.add_argument("--polygons", action="store_true", help="COCO polygons instead of RLE (holes kept by slits)")
+    p.add_argument(
+        "--coco-instances",
+        choices=("class", "parts"),
+        default="class",
+        help="COCO: one annotation per image and class (default) or one per connected part",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="VOC: share of the images listed in val.txt (default 0.2); the output loads in "
+        "torchvision.datasets.VOCSegmentation(DST, year='2012', image_set='train'|'val'|'trainval')",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--classes", metavar="JSON", help="class map {index: name} (for PNG masks without classes.json)")
     return p
@@ -97,6 +111,8 @@ def run(args) -> int:
             args.dst,
             to=args.to,
             polygons=args.polygons,
+            instances=args.coco_instances,
+            val_fraction=args.val_fraction,
             overwrite=args.overwrite,
             progress=bars,
         )

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.refine.config_keys import LEGACY_ROUND_RECIPE
+
 DEMO_SETTINGS = {
     "rounds": 3,
     "max_side": None,
@@ -21,8 +23,12 @@ DEMO_SETTINGS = {
     "train.batch_size": 8,
     "train.crop_size": 96,
     "train.step_epochs": 20,
+    **LEGACY_ROUND_RECIPE,
 }
-"""Demo RunConfig settings: sized for ~2-4 minutes on two CPU cores with the default example."""
+"""Demo RunConfig settings: sized for ~2-4 minutes on two CPU cores with the default example. The
+synthetic 96-pixel shapes train with paper 001's SGD recipe (``LEGACY_ROUND_RECIPE``): with the
+rounds' default AdamW recipe (four frozen backbone stages, backbone at 0.1x) the demo went 0.877 ->
+0.910 -> 0.872 mIoU and stopped, with the SGD recipe 0.877 -> 0.928 -> 0.929 -> 0.948."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

@@ -32,6 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="default 4")
     p.add_argument("--max-side", type=int, default=None, help="run the network on images downscaled to this side")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--runtime", choices=("onnx", "torch"), default="onnx", help="onnx (ONNX Runtime, default) or torch")
     return p
 
 
@@ -62,15 +63,21 @@ def _at_image_size(mask: np.ndarray, path: Path) -> np.ndarray:
 
 
 def check_paths(images_dir: Path, out: Path, images: Sequence[Path], targets: Sequence[Path]) -> None:
-    """Refuse ``--out`` = the image folder, or a mask path that is one of the pictures."""
+    """Refuse ``--out`` = the image folder, one inside the other, or a mask path that is one of the
+    pictures (after resolving links), whatever ``--overwrite`` says."""
     from core.cli import CLIError
     from core.formats.guard import refuse_overwriting_inputs
 
-    if os.path.realpath(out) == os.path.realpath(images_dir):
+    real_out, real_images = Path(os.path.realpath(out)), Path(os.path.realpath(images_dir))
+    if real_out == real_images:
         raise CLIError(
             f"--out {out} is the --images folder: the masks would be written among (and over) the pictures; "
             "choose another folder"
         )
+    if real_images in real_out.parents:
+        raise CLIError(f"--out {out} is inside the --images folder {images_dir}; choose a folder outside it")
+    if real_out in real_images.parents:
+        raise CLIError(f"--images {images_dir} is inside the --out folder {out}; choose an --out folder beside it")
     refuse_overwriting_inputs(targets, images)
 
 
@@ -79,6 +86,7 @@ def run(args) -> int:
 
     from core.cli import CLIError
     from core.cli.progress import ProgressBars
+    from core.inference import WriteBehind
     from core.io.atomic import OutputExistsError, check_folder_target, staged_dir
     from core.io.images import check_images, list_images, write_mask
     from core.network.checkpoint import load_checkpoint
@@ -105,11 +113,17 @@ def run(args) -> int:
     check_images(images)
     ckpt = load_checkpoint(args.model)
     pictures = images if args.max_side is None else _Pictures(images, args.max_side)
-    with staged_dir(out) as tmp, ProgressBars() as bars:
+    with staged_dir(out) as tmp, ProgressBars() as bars, WriteBehind() as writer:  # masks written by a thread
         preds = predict(
-            ckpt.model, pictures, batch_size=args.batch_size, tta_flip=args.tta, max_side=args.max_side, progress=bars
+            ckpt.model,
+            pictures,
+            batch_size=args.batch_size,
+            tta_flip=args.tta,
+            max_side=args.max_side,
+            progress=bars,
+            runtime=args.runtime,
         )
         for path, stem, pred in zip(images, stems, preds):
-            write_mask(tmp / f"{stem}.png", _at_image_size(pred.mask, path))
+            writer.submit(lambda p=path, s=stem, m=pred.mask: write_mask(tmp / f"{s}.png", _at_image_size(m, p)))
     print(f"wrote {len(targets)} mask(s) to {out} (classes: {', '.join(ckpt.classmap.names)})")
     return 0

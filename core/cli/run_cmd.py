@@ -1,7 +1,7 @@
 """``gfn-autolabel run``: label a folder of images at pixel level from image-level labels.
 
 gfn-autolabel run --images DIR (--class NAME | --labels CSV) --out RUN_DIR [--init ROUTE]
-    [--rounds N] [--source IMAGES_DIR MASKS_DIR] [--gt MASKS_DIR] [--resume] [--overwrite]
+    [--rounds N] [--source IMAGES_DIR MASKS_DIR | --source-model MODEL_PT] [--gt MASKS_DIR] [--resume] [--overwrite]
     [--backbone B] [--postprocess P] [--epochs E] [--seed S] [--max-side M] [--set KEY=VALUE] ...
 """
 
@@ -61,12 +61,32 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="labelled source set of a similar class for the transfer route",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes post-processing a round's images side by side (default: one per core; "
+        "the masks do not depend on it)",
+    )
+    p.add_argument(
+        "--source-model",
+        metavar="MODEL_PT",
+        help="a trained source network for the transfer route instead of training one on --source: a "
+        "checkpoint written by `gfn-autolabel train`, or an earlier run's round_00/source_model.pt",
+    )
+    p.add_argument(
         "--source-images",
         type=int,
         default=d.source_images,
         metavar="N",
         help="with --source: N source images (with their masks) join every round's training "
         f"(default {d.source_images})",
+    )
+    p.add_argument(
+        "--fixed-masks",
+        metavar="DIR",
+        help="human-corrected masks <stem>.png (class indices of the run) kept as fixed labels: never "
+        "re-labelled nor filtered out, weighted train.fixed_weight in training, the final masks of their images",
     )
     p.add_argument(
         "--gt",
@@ -78,7 +98,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted run in RUN_DIR, or a finished one with a higher --rounds",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in RUN_DIR")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run in RUN_DIR: the new run is built beside it and swapped in only when it "
+        "finished, so a failing re-run leaves the old run as it was",
+    )
     g = p.add_argument_group("settings")
     g.add_argument("--backbone", default=d.network.backbone, help=f"(default {d.network.backbone})")
     g.add_argument("--no-pretrained", action="store_true", help="do not start from ImageNet weights")
@@ -142,6 +167,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write RUN_DIR/report (overlays + per-round plot; `gfn-autolabel report RUN_DIR` writes it later)",
+    )
     return p
 
 
@@ -172,6 +202,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "num_threads": args.threads,
         "source_images": args.source_images,
         "init.postprocess": not args.no_init_postprocess,
+        "init.source_model": _checkpoint_path(args.source_model),
+        "post.workers": args.workers,
     }
     defaults = RunConfig().settings()
     # a JSON setting survives unless the option was changed from its default
@@ -179,6 +211,19 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     changes.update({f"init.options.{k}": v for k, v in parse_key_values(args.init_option, "--init-option").items()})
     changes.update(parse_key_values(args.set, "--set"))
     return base.replace(changes)
+
+
+def _checkpoint_path(path: str | None) -> str | None:
+    """``--source-model``'s checkpoint as an absolute path (checked to be a readable checkpoint)."""
+    if path is None:
+        return None
+    from core.network.checkpoint import load_checkpoint
+
+    try:
+        load_checkpoint(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(f"--source-model: {exc}") from None
+    return str(Path(path).resolve())
 
 
 def load_target(args: argparse.Namespace):
@@ -201,21 +246,45 @@ def load_source(args: argparse.Namespace, dataset):
     return read_image_folder(images, label=label, masks=masks, skip_bad=args.skip_bad)
 
 
+def _report(args: argparse.Namespace) -> None:
+    """Overlays and the per-round plot into RUN_DIR/report; a failure here only warns (the run is done)."""
+    from core.refine.report import write_report
+
+    if args.no_report:
+        print(f"report: gfn-autolabel report {args.out}", file=sys.stderr)
+        return
+    try:
+        rep = write_report(args.out)
+    except (OSError, ValueError, ImportError) as exc:
+        print(
+            f"gfn-autolabel run: warning: no report ({exc}); retry with: gfn-autolabel report {args.out}",
+            file=sys.stderr,
+        )
+        return
+    print(f"report: {rep.plot} and {len(rep.overlays)} overlays in {rep.folder / 'overlays'}")
+
+
 def run(args: argparse.Namespace) -> int:
     from core.cli.progress import ProgressBars
+    from core.refine.fixed import read_folder as read_fixed_folder
     from core.refine.report import format_round, format_table
     from core.refine.runner import run_autolabel
 
     config = config_from_args(args)
     dataset = load_target(args)
     source = load_source(args, dataset)
-    if (args.init == "transfer" or config.source_images) and source is None:
-        raise CLIError("--init transfer and --source-images need --source IMAGES_DIR MASKS_DIR")
+    if config.source_images and source is None:
+        raise CLIError("--source-images needs --source IMAGES_DIR MASKS_DIR")
+    if args.init == "transfer" and source is None and config.init.source_model is None:
+        raise CLIError("--init transfer needs --source IMAGES_DIR MASKS_DIR or --source-model MODEL_PT")
     print(
         f"labelling {len(dataset)} images of {list(dataset.classmap.foreground)} into {args.out} "
         f"({len(dataset.with_gt())} with ground truth, used only to report quality)",
         file=sys.stderr,
     )
+    if args.resume and args.overwrite:
+        raise CLIError("choose either --resume or --overwrite, not both")
+    # --overwrite: run_autolabel builds the new run beside the old one and swaps it in only on success
     with ProgressBars(enabled=not args.no_progress) as bars:
         result = run_autolabel(
             dataset,
@@ -226,9 +295,11 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=bars,
             on_round=lambda info: bars.write(format_round(info)),
+            fixed=read_fixed_folder(args.fixed_masks, dataset) if args.fixed_masks else None,
         )
     print(format_table(result))
     print(f"final masks (round {result.best_round}): {result.final_masks_dir}")
+    _report(args)
     if result.status == "collapsed":
         print(f"gfn-autolabel run: error: {result.status_message}", file=sys.stderr)
         return EXIT_COLLAPSED

@@ -95,3 +95,52 @@ def build_dataset(samples: Sequence[Sample], classmap: ClassMap, source: str | P
         "%s: %d images (%d with ground truth), classes %s", source, len(samples), with_gt, list(classmap.foreground)
     )
     return Dataset(samples=tuple(samples), classmap=classmap)
+
+
+def check_gt_masks(dataset: Dataset) -> None:
+    """Every ground-truth mask decodes, has its image's size and holds only class indices of the
+    dataset's class map (``0..K-1``) or 255 (ignore).
+
+    Read once before anything is written (a run calls it before round 0), so a bad mask stops the
+    run at once instead of after the first round. Raises one ``ValueError`` on one line naming
+    the first bad file and what is wrong with it (and how many others are bad).
+    """
+    import numpy as np
+
+    from core.classmap import IGNORE_INDEX
+
+    cmap = dataset.classmap
+    k = cmap.num_classes
+    problems: list[str] = []
+    for s in dataset:
+        if not s.has_mask:
+            continue
+        where = str(s.mask_path) if s.mask_path is not None else f"{s.stem} (mask of {s.image_path})"
+        try:
+            mask = s.load_mask()
+        except ImageReadError as exc:
+            problems += [f"{p}: {why}" for p, why in exc.failures.items()]
+            continue
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if mask is None:
+            continue
+        present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+        bad = [int(v) for v in present if v >= k and v != IGNORE_INDEX]
+        if bad:
+            problems.append(
+                f"{where} holds class index {', '.join(map(str, bad))}; the class map has {k} classes "
+                f"(0..{k - 1}: {', '.join(cmap.names)}) and 255 = ignore"
+            )
+            continue
+        try:
+            ih, iw = image_size(s.image_path)
+        except ImageReadError as exc:
+            problems += [f"{p}: {why}" for p, why in exc.failures.items()]
+            continue
+        if mask.shape != (ih, iw):
+            problems.append(f"{where} is {mask.shape[1]}x{mask.shape[0]} (WxH) but image {s.image_path} is {iw}x{ih}")
+    if problems:
+        more = f" (and {len(problems) - 1} more bad ground-truth mask(s))" if len(problems) > 1 else ""
+        raise ValueError(f"ground truth: {problems[0]}{more}")

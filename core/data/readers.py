@@ -86,6 +86,9 @@ def detect_layout(src: str | os.PathLike, *, labels: LabelsArg = None) -> tuple[
         raise ValueError(f"{src}: a dataset file must be a labels .csv or a COCO .json, not {src.suffix!r}")
     if is_voc_root(src) and (src / JPEG_DIR).is_dir():
         return "voc", src
+    devkit = sorted((src / "VOCdevkit").glob("VOC[0-9][0-9][0-9][0-9]"))  # torchvision's layout
+    if devkit and (devkit[-1] / JPEG_DIR).is_dir():
+        return "voc", devkit[-1]
     if isinstance(labels, (str, os.PathLike)):
         return "csv", Path(labels)
     if labels is None:

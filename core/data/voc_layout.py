@@ -115,7 +115,8 @@ def _read_list(path: Path) -> list[str]:
 
 def _listed_stems(root: Path) -> list[str]:
     stems: dict[str, None] = {}
-    for f in sorted((root / SETS_DIR / "Segmentation").glob("*.txt")):
+    lists = (root / SETS_DIR / "Segmentation").glob("*.txt")
+    for f in sorted(lists, key=lambda f: (f.stem != "trainval", f.name)):  # trainval first: the whole set's order
         stems.update(dict.fromkeys(_read_list(f)))
     return list(stems)
 

@@ -12,15 +12,34 @@ closed-form inverse when ``C == 3``, ``torch.linalg.solve`` otherwise). Each of 
 channels is filtered independently with the same guidance. Means use the O(N) box filter of
 :mod:`core.filters.box` (exact at the borders). Everything is differentiable w.r.t. ``I``, ``p``
 and ``eps`` when ``eps`` is a tensor.
+
+Two backends compute the same thing (``backend=``):
+
+- ``"torch"``: the equations in torch ops (any device and floating dtype, double backward).
+- ``"cpu"``: :mod:`core.filters.cpu`, OpenCV window sums and NumPy arithmetic plane by plane, with
+  a hand-written backward (an ``autograd.Function``; first derivatives only). For CPU ``float32`` /
+  ``float64`` tensors, ``C`` in 1, 2, 3 and a scalar or per-image ``eps``. Several times faster than
+  ``"torch"`` and faster than ``cv2.ximgproc.guidedFilter`` (``bench/guided_bench.py``); equal to
+  ``"torch"`` to rounding (``tests/test_guided_filter.py``).
+- ``"auto"`` (default): ``"cpu"`` whenever it applies, else ``"torch"``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from core.filters.box import _check_radius, box_filter
+
+try:  # the CPU engine needs OpenCV; without it everything runs on the torch backend
+    from core.filters import cpu as _cpu
+except ImportError:  # pragma: no cover - opencv is a dependency
+    _cpu = None  # type: ignore[assignment]
 
 __all__ = ["FastGuidedFilter", "GuidedFilter", "box_filter", "fast_guided_filter", "guided_filter"]
 
@@ -145,7 +164,157 @@ def _mean_ab(a: torch.Tensor, b: torch.Tensor, r: int) -> tuple[torch.Tensor, to
     return out[:, : k * c].reshape(n, k, c, h, w), out[:, k * c :]
 
 
-def guided_filter(I: torch.Tensor, p: torch.Tensor, r: int, eps: Eps) -> torch.Tensor:
+BACKENDS = ("auto", "cpu", "torch")
+
+
+def _cpu_applies(I: torch.Tensor, eps: Eps) -> bool:
+    """Whether the CPU engine computes this call (see the module docstring)."""
+    if _cpu is None or I.device.type != "cpu" or I.dtype not in (torch.float32, torch.float64) or I.shape[1] > 3:
+        return False
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():  # an export records torch ops only
+        return False
+    if isinstance(eps, torch.Tensor):
+        return eps.numel() == 1 or tuple(eps.shape) == (I.shape[0],)
+    return True
+
+
+def _use_cpu(backend: str, I: torch.Tensor, eps: Eps) -> bool:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    ok = _cpu_applies(I, eps)
+    if backend == "cpu" and not ok:
+        raise ValueError(
+            "backend='cpu' needs OpenCV, CPU float32/float64 tensors, 1 to 3 guidance channels and a scalar "
+            f"or (N,) eps; got {I.device} {I.dtype} with {I.shape[1]} guidance channels"
+        )
+    return ok if backend == "auto" else backend == "cpu"
+
+
+def _eps_per_image(eps: Eps, I: torch.Tensor) -> torch.Tensor:
+    """``eps`` as an ``(N,)`` tensor (differentiable when ``eps`` is)."""
+    n = I.shape[0]
+    if isinstance(eps, torch.Tensor):
+        return eps.to(torch.float64).reshape(-1).expand(n)
+    return torch.full((n,), eps, dtype=torch.float64)
+
+
+def _planes(x: torch.Tensor) -> torch.Tensor:
+    """A detached C-contiguous CPU tensor (a view when ``x`` already is one): ``(N, C, H, W)``."""
+    return x.detach().contiguous()
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor on NumPy-allocated memory (see :func:`core.filters.cpu.new_plane`)."""
+    return torch.from_numpy(np.empty(shape, dtype=torch.empty((), dtype=dtype).numpy().dtype))
+
+
+def _needs_grad(*xs: Any) -> bool:
+    return torch.is_grad_enabled() and any(isinstance(x, torch.Tensor) and x.requires_grad for x in xs)
+
+
+def _cpu_guided(
+    I: torch.Tensor, p: torch.Tensor, eps: torch.Tensor, r: int, keep: bool
+) -> tuple[torch.Tensor, Any, Any]:
+    """The CPU engine on the whole batch: ``(out, saved state or None, box)``."""
+    assert _cpu is not None  # checked by _cpu_applies
+    Ip, pp = _planes(I), _planes(p)
+    n, c, h, w = I.shape
+    k = p.shape[1]
+    out = _empty(tuple(p.shape), p.dtype)
+    box = _cpu.Box(n, h, w, r, Ip.numpy().dtype)
+    eps_p = eps.detach().to(I.dtype).reshape(n, 1, 1)
+    planes_I, planes_p = [Ip[:, i] for i in range(c)], [pp[:, j] for j in range(k)]
+    saved = _cpu.guided(planes_I, planes_p, eps_p, box, [out[:, j] for j in range(k)], keep=keep)
+    box.arena.close(keep=_state_planes(saved))
+    return out, saved, box
+
+
+def _cpu_coefficients(
+    I: torch.Tensor, p: torch.Tensor, eps: torch.Tensor, r: int, keep: bool
+) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
+    """Box-averaged coefficients ``(N, K, C, h, w)``, ``(N, K, h, w)`` on the CPU engine, state, box."""
+    assert _cpu is not None  # checked by _cpu_applies
+    Ip, pp = _planes(I), _planes(p)
+    n, c, h, w = I.shape
+    k = p.shape[1]
+    mean_a, mean_b = _empty((n, k, c, h, w), p.dtype), _empty((n, k, h, w), p.dtype)
+    box = _cpu.Box(n, h, w, r, Ip.numpy().dtype)
+    eps_p = eps.detach().to(I.dtype).reshape(n, 1, 1)
+    A, Bb, saved = _cpu.coefficients([Ip[:, i] for i in range(c)], [pp[:, j] for j in range(k)], eps_p, box, keep=keep)
+    for j in range(k):
+        mean_b[:, j] = Bb[j]
+        for m in range(c):
+            mean_a[:, j, m] = A[j][m]
+    box.arena.close(keep=_state_planes(saved))
+    return mean_a, mean_b, saved, box
+
+
+def _state_planes(state: Any) -> list[torch.Tensor]:
+    return [] if state is None else list(state.planes())
+
+
+Grads = tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]
+
+
+def _cpu_backward(ctx: Any, grads: Grads) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
+    """Stack the engine's per-channel gradients into ``(N, C, H, W)``, ``(N, K, H, W)``, ``(N,)``."""
+    I, p = ctx.saved_tensors
+    gI, gp = _empty(tuple(I.shape), I.dtype), _empty(tuple(p.shape), p.dtype)
+    for c, g in enumerate(grads[0]):
+        gI[:, c] = g
+    for k, g in enumerate(grads[1]):
+        gp[:, k] = g
+    ctx.box.arena.close(keep=_state_planes(ctx.engine_state))  # (kept for a retain_graph=True backward)
+    return gI, gp, grads[2].to(ctx.eps_dtype), None
+
+
+class _GuidedFilterCPU(torch.autograd.Function):
+    """:func:`guided_filter` on the CPU engine with its hand-written backward."""
+
+    @staticmethod
+    def forward(ctx: Any, I: torch.Tensor, p: torch.Tensor, eps_n: torch.Tensor, r: int) -> torch.Tensor:
+        out, ctx.engine_state, ctx.box = _cpu_guided(I, p, eps_n, r, keep=True)
+        ctx.save_for_backward(I, p)  # (checks that nobody modified them in place before backward)
+        ctx.eps_dtype = eps_n.dtype
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, gq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
+        assert _cpu is not None
+        _, p = ctx.saved_tensors
+        g = _planes(gq.to(p.dtype))
+        grads = _cpu.guided_backward(ctx.engine_state, [g[:, k] for k in range(g.shape[1])], ctx.box)
+        return _cpu_backward(ctx, grads)
+
+
+class _CoefficientsCPU(torch.autograd.Function):
+    """Box-averaged coefficients ``(mean_a, mean_b)`` on the CPU engine (for the fast guided filter)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, I: torch.Tensor, p: torch.Tensor, eps_n: torch.Tensor, r: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mean_a, mean_b, ctx.engine_state, ctx.box = _cpu_coefficients(I, p, eps_n, r, keep=True)
+        ctx.save_for_backward(I, p)
+        ctx.eps_dtype = eps_n.dtype
+        return mean_a, mean_b
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: Any, g_a: torch.Tensor, g_b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
+        assert _cpu is not None
+        _, p = ctx.saved_tensors
+        ga, gb = _planes(g_a.to(p.dtype)), _planes(g_b.to(p.dtype))
+        k, c = ga.shape[1], ga.shape[2]
+        gA = [[ga[:, j, m] for m in range(c)] for j in range(k)]
+        grads = _cpu.coefficients_backward(ctx.engine_state, gA, [gb[:, j] for j in range(k)], ctx.box)
+        return _cpu_backward(ctx, grads)
+
+
+def guided_filter(I: torch.Tensor, p: torch.Tensor, r: int, eps: Eps, *, backend: str = "auto") -> torch.Tensor:
     """Filter ``p`` guided by ``I``.
 
     Args:
@@ -154,6 +323,7 @@ def guided_filter(I: torch.Tensor, p: torch.Tensor, r: int, eps: Eps) -> torch.T
         r: window radius (int >= 1).
         eps: regularisation > 0 on the scale of ``I``'s variance (``I`` in 0..1: eps ~ 1e-4..1e-1),
             a float or a tensor (scalar or ``(N,)``), differentiable when a tensor.
+        backend: ``"auto"``, ``"cpu"`` or ``"torch"`` (module docstring); all give the same values.
 
     Returns:
         ``(N, K, H, W)`` filtered signal.
@@ -161,17 +331,26 @@ def guided_filter(I: torch.Tensor, p: torch.Tensor, r: int, eps: Eps) -> torch.T
     _check_pair(I, p)
     r = _check_radius(r)
     eps = _check_eps(eps)
+    if _use_cpu(backend, I, eps):
+        eps_n = _eps_per_image(eps, I)
+        if _needs_grad(I, p, eps_n):
+            out: torch.Tensor = _GuidedFilterCPU.apply(I, p, eps_n, r)
+            return out
+        return _cpu_guided(I, p, eps_n, r, keep=False)[0]
     a, b = _coefficients(I, p, r, eps)
     mean_a, mean_b = _mean_ab(a, b, r)
     return _apply(mean_a, mean_b, I)
 
 
-def fast_guided_filter(I_lr: torch.Tensor, p_lr: torch.Tensor, I_hr: torch.Tensor, r: int, eps: Eps) -> torch.Tensor:
+def fast_guided_filter(
+    I_lr: torch.Tensor, p_lr: torch.Tensor, I_hr: torch.Tensor, r: int, eps: Eps, *, backend: str = "auto"
+) -> torch.Tensor:
     """Fast guided filter: coefficients at low resolution, applied at high resolution.
 
     ``a, b`` are computed from ``I_lr (N, C, h, w)`` and ``p_lr (N, K, h, w)`` with radius ``r``
     (in low-resolution pixels), box-averaged, upsampled bilinearly to ``I_hr (N, C, H, W)``'s size and
-    applied there: ``q = mean(a)^ . I_hr + mean(b)^``. Returns ``(N, K, H, W)``.
+    applied there: ``q = mean(a)^ . I_hr + mean(b)^``. Returns ``(N, K, H, W)``. ``backend`` as in
+    :func:`guided_filter` (for the low-resolution coefficients).
     """
     _check_pair(I_lr, p_lr, "I_lr", "p_lr")
     _check_tensor("I_hr", I_hr)
@@ -182,8 +361,15 @@ def fast_guided_filter(I_lr: torch.Tensor, p_lr: torch.Tensor, I_hr: torch.Tenso
         )
     r = _check_radius(r)
     eps = _check_eps(eps)
-    a, b = _coefficients(I_lr, p_lr, r, eps)
-    mean_a, mean_b = _mean_ab(a, b, r)
+    if _use_cpu(backend, I_lr, eps):
+        eps_n = _eps_per_image(eps, I_lr)
+        if _needs_grad(I_lr, p_lr, eps_n):
+            mean_a, mean_b = _CoefficientsCPU.apply(I_lr, p_lr, eps_n, r)
+        else:
+            mean_a, mean_b = _cpu_coefficients(I_lr, p_lr, eps_n, r, keep=False)[:2]
+    else:
+        a, b = _coefficients(I_lr, p_lr, r, eps)
+        mean_a, mean_b = _mean_ab(a, b, r)
     n, k, c, h, w = mean_a.shape
     size = I_hr.shape[2:]
     up = F.interpolate(

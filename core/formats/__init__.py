@@ -17,11 +17,11 @@ import numpy as np
 from core.classmap import ClassMap
 from core.data.dataset import Dataset
 from core.data.voc_layout import SEG_DIR, is_voc_root
-from core.formats.coco import read_coco_masks, write_coco
+from core.formats.coco import INSTANCES, ProbsLike, read_coco_masks, write_coco
 from core.formats.png import png_files, read_png_masks, write_png_masks
 from core.formats.store import LazyMasks
 from core.formats.validate import MaskLike
-from core.formats.voc import read_voc_masks, write_voc
+from core.formats.voc import DEFAULT_VAL_FRACTION, find_voc_root, read_voc_masks, write_voc
 from core.io.images import IMAGE_EXTENSIONS, image_size
 from core.progress import Progress
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("coco", "voc", "png")
 
-__all__ = ["FORMATS", "LazyMasks", "detect_mask_source", "export_masks", "load_masks"]
+__all__ = ["FORMATS", "INSTANCES", "LazyMasks", "detect_mask_source", "export_masks", "load_masks"]
 
 
 def export_masks(
@@ -39,6 +39,10 @@ def export_masks(
     *,
     to: str,
     polygons: bool = False,
+    instances: str = "class",
+    probs: Mapping[str, ProbsLike] | None = None,
+    image_scores: Mapping[str, float] | None = None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> Path:
@@ -46,9 +50,13 @@ def export_masks(
 
     ``dataset``: the images and the class map. ``to="png"`` and ``to="coco"`` also accept a bare
     ``ClassMap`` (COCO file names are then ``<stem>.jpg``); ``to="voc"`` needs the images.
-    ``dst``: the JSON file for COCO (a folder gets ``annotations.json``), the root folder for VOC,
-    the mask folder for PNG. ``polygons``: COCO polygons instead of RLE. Returns what was written
-    (the JSON file or the folder). Raises ``OutputExistsError`` unless ``overwrite``.
+    ``dst``: the JSON file for COCO (a folder gets ``annotations.json``), the root folder for VOC
+    (written under ``dst/VOCdevkit/VOC2012``, as torchvision reads it), the mask folder for PNG.
+    COCO only: ``polygons`` instead of RLE; ``instances`` ``"class"`` (one annotation per image and
+    class, default) or ``"parts"`` (one per connected part); ``probs`` / ``image_scores`` give each
+    annotation's ``score`` (``core.formats.coco.mask_annotations``). VOC only: ``val_fraction`` of
+    the images in ``val.txt``. Returns what was written (the JSON file, the VOC folder, the PNG
+    folder). Raises ``OutputExistsError`` unless ``overwrite``.
     """
     if to not in FORMATS:
         raise ValueError(f"unknown mask format {to!r}; choose one of {list(FORMATS)}")
@@ -56,17 +64,37 @@ def export_masks(
         raise ValueError("no masks to write")
     if polygons and to != "coco":
         raise ValueError(f"polygons apply to COCO output only, not to {to!r}")
+    if instances != "class" and to != "coco":
+        raise ValueError(f"instances={instances!r} applies to COCO output only, not to {to!r}")
     if to == "coco":
-        return write_coco(masks, dataset, dst, polygons=polygons, overwrite=overwrite, progress=progress)
+        return write_coco(
+            masks,
+            dataset,
+            dst,
+            polygons=polygons,
+            instances=instances,
+            probs=probs,
+            image_scores=image_scores,
+            overwrite=overwrite,
+            progress=progress,
+        )
     if to == "voc":
-        return write_voc(masks, dataset, dst, overwrite=overwrite, progress=progress)  # type: ignore[arg-type]
+        return write_voc(
+            masks,
+            dataset,  # type: ignore[arg-type]
+            dst,
+            val_fraction=val_fraction,
+            overwrite=overwrite,
+            progress=progress,
+        )
     return write_png_masks(masks, dataset, dst, overwrite=overwrite, progress=progress)
 
 
 def detect_mask_source(src: str | os.PathLike) -> tuple[str, Path]:
     """``(format, path)`` for a mask source: a COCO JSON (or a folder holding ``annotations.json``),
-    a VOC root (``SegmentationClass/``), or a PNG folder (also found as ``masks/`` or
-    ``final/masks/`` inside ``src``, e.g. a run folder). Raises ``ValueError`` saying what was expected.
+    a VOC root (``SegmentationClass/``, also found as ``VOCdevkit/VOC<year>/`` inside ``src``), or a
+    PNG folder (also found as ``masks/`` or ``final/masks/`` inside ``src``, e.g. a run folder).
+    Raises ``ValueError`` saying what was expected.
     """
     src = Path(src)
     if not src.exists():
@@ -77,6 +105,9 @@ def detect_mask_source(src: str | os.PathLike) -> tuple[str, Path]:
         raise ValueError(f"{src}: a mask source must be a COCO .json file or a folder, not a {src.suffix} file")
     if (src / SEG_DIR).is_dir() and is_voc_root(src):
         return "voc", src
+    voc = find_voc_root(src)  # root/VOCdevkit/VOC2012 (torchvision's layout)
+    if voc is not None:
+        return "voc", voc
     if png_files(src):
         return "png", src
     for sub in (src / "masks", src / "final" / "masks"):

@@ -2,11 +2,15 @@
 
 Written file: ``images`` (``id`` 1..N, ``file_name`` relative to the images' common folder,
 ``width``, ``height``), ``categories`` (``id`` = class index 1..K-1, ``name``), and
-``annotations``: ONE annotation per connected part (8-connectivity) of each class in each
-image, ``category_id`` = class index, ``segmentation`` as compressed RLE (``counts`` a string,
-encoded by ``pycocotools``) or, with ``polygons=True``, as polygons (holes kept by slits: see
-``core.data.polygons``), plus ``area``, ``bbox`` (``[x, y, w, h]``) and ``iscrowd`` = 0.
-Image-level labels are read back as the categories of each image's annotations.
+``annotations``: by default ONE annotation per (image, class) covering every part of that class
+(``instances="class"``, as FiftyOne's and Label Studio's converters write semantic masks); with
+``instances="parts"`` one per connected part (8-connectivity). ``category_id`` = class index,
+``segmentation`` as compressed RLE (``counts`` a string, encoded by ``pycocotools``) or, with
+``polygons=True``, as polygons (several for a class in several parts; holes kept by slits: see
+``core.data.polygons``), plus ``area``, ``bbox`` (``[x, y, w, h]``), ``iscrowd`` = 0 and, when the
+caller has them, ``score`` in [0, 1]: the mean probability of the annotation's class over its
+pixels (``probs``), else the image's reliability (``image_scores``). Image-level labels are read
+back as the categories of each image's annotations.
 
 COCO has no "ignore" label: pixels of value 255 are written as background (with a warning).
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,11 @@ from core.progress import Progress
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "annotations.json"
+INSTANCES = ("class", "parts")
+"""``instances``: one annotation per (image, class), or one per connected part of a class."""
+
+ProbsLike = np.ndarray | Callable[[], np.ndarray]
+"""``(K, H, W) float`` class probabilities of one image (K = the class map's size), or a loader of them."""
 
 
 def coco_path(dst: str | os.PathLike) -> Path:
@@ -45,42 +54,78 @@ def coco_path(dst: str | os.PathLike) -> Path:
     return dst if dst.suffix.lower() == ".json" else dst / DEFAULT_NAME
 
 
-def mask_annotations(
-    mask: np.ndarray, image_id: int, first_id: int, *, polygons: bool = False, tolerance: float = 0.0
-) -> list[dict]:
-    """COCO annotations for one ``(H, W) uint8`` class-index mask: one per connected part of a class.
+def _check_instances(instances: str) -> None:
+    if instances not in INSTANCES:
+        raise ValueError(f"instances must be one of {list(INSTANCES)}, got {instances!r}")
 
-    Ids count up from ``first_id``. Class 0 (background) and 255 (ignore) get no annotation.
+
+def _regions(mask: np.ndarray, cls: int, instances: str) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """``[(binary (H, W) uint8 region, (x, y, w, h) box)]`` of class ``cls``: the whole class, or each part."""
+    sel = (mask == cls).astype(np.uint8)
+    if instances == "class":
+        ys, xs = np.nonzero(sel)
+        x, y = int(xs.min()), int(ys.min())
+        return [(sel, (x, y, int(xs.max()) - x + 1, int(ys.max()) - y + 1))]
+    n, parts, stats, _ = cv2.connectedComponentsWithStats(sel, connectivity=8)
+    out = []
+    for k in range(1, n):
+        x, y, w, h, _area = (int(v) for v in stats[k])
+        part = np.zeros(mask.shape, dtype=np.uint8)
+        part[y : y + h, x : x + w] = parts[y : y + h, x : x + w] == k
+        out.append((part, (x, y, w, h)))
+    return out
+
+
+def mask_annotations(
+    mask: np.ndarray,
+    image_id: int,
+    first_id: int,
+    *,
+    polygons: bool = False,
+    tolerance: float = 0.0,
+    instances: str = "class",
+    probs: np.ndarray | None = None,
+    score: float | None = None,
+) -> list[dict]:
+    """COCO annotations for one ``(H, W) uint8`` class-index mask.
+
+    ``instances="class"``: one annotation per class present (all its parts in one RLE, or several
+    polygons); ``"parts"``: one per connected part (8-connectivity). Ids count up from ``first_id``.
+    Class 0 (background) and 255 (ignore) get no annotation. ``probs``: ``(K, H, W)`` probabilities
+    in [0, 1]; each annotation's ``score`` is their mean for its class over its pixels. Without
+    them ``score`` (the image's reliability) is used; with neither, no ``score`` is written.
     """
     from pycocotools import mask as mask_utils
 
+    _check_instances(instances)
+    if probs is not None and (probs.ndim != 3 or probs.shape[1:] != mask.shape):
+        raise ValueError(f"probs must be (K, {mask.shape[0]}, {mask.shape[1]}), got {probs.shape}")
     anns: list[dict] = []
     for cls in np.flatnonzero(np.bincount(mask.ravel(), minlength=256)):
         if cls in (0, IGNORE_INDEX):
             continue
-        n, parts, stats, _ = cv2.connectedComponentsWithStats((mask == cls).astype(np.uint8), connectivity=8)
-        for k in range(1, n):
-            x, y, w, h, _area = (int(v) for v in stats[k])
-            part = np.zeros(mask.shape, dtype=np.uint8)
-            part[y : y + h, x : x + w] = parts[y : y + h, x : x + w] == k
-            rle = mask_utils.encode(np.asfortranarray(part))
+        for region, (x, y, w, h) in _regions(mask, int(cls), instances):
+            rle = mask_utils.encode(np.asfortranarray(region))
             segmentation: list[list[float]] | dict[str, Any]
             if polygons:
-                segmentation = mask_to_polygons(part[y : y + h, x : x + w], tolerance=tolerance)
+                segmentation = mask_to_polygons(region[y : y + h, x : x + w], tolerance=tolerance)
                 segmentation = [[v + (x if i % 2 == 0 else y) for i, v in enumerate(p)] for p in segmentation]
             else:
                 segmentation = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-            anns.append(
-                {
-                    "id": first_id + len(anns),
-                    "image_id": image_id,
-                    "category_id": int(cls),
-                    "segmentation": segmentation,
-                    "area": int(mask_utils.area(rle)),
-                    "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                    "iscrowd": 0,
-                }
-            )
+            ann: dict[str, Any] = {
+                "id": first_id + len(anns),
+                "image_id": image_id,
+                "category_id": int(cls),
+                "segmentation": segmentation,
+                "area": int(mask_utils.area(rle)),
+                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                "iscrowd": 0,
+            }
+            if probs is not None and cls < probs.shape[0]:
+                ann["score"] = round(float(probs[cls][region.astype(bool)].mean()), 4)
+            elif score is not None:
+                ann["score"] = round(float(score), 4)
+            anns.append(ann)
     return anns
 
 
@@ -114,6 +159,9 @@ def write_coco(
     *,
     polygons: bool = False,
     tolerance: float = 0.0,
+    instances: str = "class",
+    probs: Mapping[str, ProbsLike] | None = None,
+    image_scores: Mapping[str, float] | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> Path:
@@ -121,8 +169,12 @@ def write_coco(
 
     ``dataset`` gives the class map and the image files (for ``file_name`` and a size check);
     a bare ``ClassMap`` is accepted, then ``file_name`` is ``<stem>.jpg`` and sizes come from the
-    masks. Raises ``OutputExistsError`` if the file exists and not ``overwrite``.
+    masks. ``instances``: ``"class"`` (one annotation per image and class) or ``"parts"``.
+    ``probs`` / ``image_scores``: per stem, what each annotation's ``score`` is taken from (see
+    ``mask_annotations``). Every mask is checked and encoded before the file is written (atomically).
+    Raises ``OutputExistsError`` if the file exists and not ``overwrite``.
     """
+    _check_instances(instances)
     out = check_can_write(coco_path(dst), overwrite)
     refuse_overwriting_inputs([out], input_files(masks, dataset))
     ds = dataset if isinstance(dataset, Dataset) else None
@@ -146,7 +198,17 @@ def write_coco(
                 unchecked += 1
         ignored += int((mask == IGNORE_INDEX).sum())
         images.append({"id": n, "file_name": names[stem], "width": int(w), "height": int(h)})
-        annotations += mask_annotations(mask, n, len(annotations) + 1, polygons=polygons, tolerance=tolerance)
+        p = (probs or {}).get(stem)
+        annotations += mask_annotations(
+            mask,
+            n,
+            len(annotations) + 1,
+            polygons=polygons,
+            tolerance=tolerance,
+            instances=instances,
+            probs=p() if callable(p) else p,
+            score=(image_scores or {}).get(stem),
+        )
         if progress is not None:
             progress("coco", n, len(stems))
     if bad:

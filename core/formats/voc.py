@@ -1,24 +1,34 @@
 """PASCAL VOC segmentation layout: masks out and back in.
 
-Layout (written and read)::
+Written as torchvision and the VOC tools expect it, so that
+``torchvision.datasets.VOCSegmentation(root, year="2012", image_set="train" | "val" | "trainval")``
+loads it unchanged::
 
-    root/JPEGImages/<stem>.jpg                  the pictures (JPEG; copied when already JPEG)
-    root/SegmentationClass/<stem>.png           palette PNGs, pixel value = class index, VOC colours
-    root/ImageSets/Segmentation/<subset>.txt    the stems, one per line
-    root/ImageSets/Main/<class>_<subset>.txt    image-level labels: "<stem>  1" (present) / "<stem> -1"
-    root/labelmap.txt                           "name:r,g,b::" per class (see ``core.data.voc_labelmap``)
+    root/VOCdevkit/VOC2012/JPEGImages/<stem>.jpg                 the pictures (JPEG; copied when already JPEG)
+    root/VOCdevkit/VOC2012/SegmentationClass/<stem>.png          palette PNGs, pixel value = class index
+    root/VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val,trainval}.txt   the stems, one per line
+    root/VOCdevkit/VOC2012/ImageSets/Main/<class>_{train,val,trainval}.txt   "<stem>  1" / "<stem> -1"
+    root/VOCdevkit/VOC2012/labelmap.txt                          "name:r,g,b::" per class (``core.data.voc_labelmap``)
 
-255 is "ignore" (drawn (224, 224, 192)) and is kept as 255 on read. On read, palette PNGs are
-mapped to classes through their colours when a ``labelmap.txt`` gives them (so CVAT exports with
-any class order work), RGB masks always through colours; a root without ``labelmap.txt`` uses
-the 21 VOC classes. Reading the layout is ``core.data.voc_layout``, shared with the dataset reader.
+The split is deterministic: the ``val_fraction`` of the images whose SHA-1 of the stem comes first
+go to ``val`` (at least one when there are two images or more), the rest to ``train``; adding
+images moves few others. A ``root`` that already ends in ``VOCdevkit/VOC<year>`` is written as is.
+
+Read: that layout (given ``root`` or ``root/VOCdevkit/VOC2012``) and flat roots
+(``root/SegmentationClass`` ..., as CVAT and older versions of this tool write). 255 is "ignore"
+(drawn (224, 224, 192)) and is kept as 255 on read. On read, palette PNGs are mapped to classes
+through their colours when a ``labelmap.txt`` gives them (so CVAT exports with any class order
+work), RGB masks always through colours; a root without ``labelmap.txt`` uses the 21 VOC classes.
+Reading the layout is ``core.data.voc_layout``, shared with the dataset reader.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -37,6 +47,47 @@ from core.progress import Progress
 
 log = logging.getLogger(__name__)
 
+DEVKIT = "VOCdevkit"
+YEAR = "2012"
+SPLITS = ("train", "val", "trainval")
+DEFAULT_VAL_FRACTION = 0.2
+_YEAR_DIR = re.compile(r"VOC\d{4}")
+
+
+def devkit_dir(root: str | os.PathLike, year: str = YEAR) -> Path:
+    """Where the VOC folders go for an output ``root``: ``root/VOCdevkit/VOC<year>``, or ``root`` itself
+    when it already is such a folder."""
+    root = Path(root)
+    if _YEAR_DIR.fullmatch(root.name) and root.parent.name == DEVKIT:
+        return root
+    return root / DEVKIT / f"VOC{year}"
+
+
+def find_voc_root(path: str | os.PathLike) -> Path | None:
+    """The folder holding ``SegmentationClass/``: ``path`` itself, or ``path/VOCdevkit/VOC<year>``
+    (the newest year when there are several); ``None`` when neither is there."""
+    path = Path(path)
+    if (path / SEG_DIR).is_dir():
+        return path
+    devkit = path / DEVKIT
+    if devkit.is_dir():
+        years = sorted(d for d in devkit.iterdir() if _YEAR_DIR.fullmatch(d.name) and (d / SEG_DIR).is_dir())
+        if years:
+            return years[-1]
+    return None
+
+
+def split_stems(stems: Sequence[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """``(train, val)``, each in the order of ``stems``: ``val`` holds ``round(n * val_fraction)`` stems
+    (at least 1 when ``val_fraction > 0`` and n >= 2, at most n - 1), those whose SHA-1 comes first."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n = len(stems)
+    n_val = 0 if val_fraction == 0 or n < 2 else min(n - 1, max(1, round(n * val_fraction)))
+    ranked = sorted(stems, key=lambda s: (hashlib.sha1(s.encode("utf-8")).hexdigest(), s))
+    val = set(ranked[:n_val])
+    return [s for s in stems if s not in val], [s for s in stems if s in val]
+
 
 def _copy_as_jpeg(src: Path, dst: Path) -> None:
     """Copy a JPEG as is when it needs no EXIF rotation; otherwise decode (RGB, upright) and encode."""
@@ -49,17 +100,22 @@ def _copy_as_jpeg(src: Path, dst: Path) -> None:
     write_image(dst, read_image(src))
 
 
-def _outputs(root: Path, stems: list[str], cmap: ClassMap, subset: str) -> list[Path]:
-    sets = root / SETS_DIR
-    outputs = [root / LABELMAP, sets / "Segmentation" / f"{subset}.txt"]
-    outputs += [sets / "Main" / f"{name}_{subset}.txt" for name in cmap.foreground]
-    return outputs + [p for s in stems for p in (root / JPEG_DIR / f"{s}.jpg", root / SEG_DIR / f"{s}.png")]
+def _outputs(voc: Path, stems: list[str], cmap: ClassMap) -> list[Path]:
+    sets = voc / SETS_DIR
+    outputs = [voc / LABELMAP] + [sets / "Segmentation" / f"{split}.txt" for split in SPLITS]
+    outputs += [sets / "Main" / f"{name}_{split}.txt" for name in cmap.foreground for split in SPLITS]
+    return outputs + [p for s in stems for p in (voc / JPEG_DIR / f"{s}.jpg", voc / SEG_DIR / f"{s}.png")]
 
 
 def _write_root(
-    tmp: Path, masks: Mapping[str, MaskLike], dataset: Dataset, stems: list[str], subset: str, progress: Progress | None
+    voc: Path,
+    masks: Mapping[str, MaskLike],
+    dataset: Dataset,
+    stems: list[str],
+    val_fraction: float,
+    progress: Progress | None,
 ) -> None:
-    """Write the whole VOC layout into ``tmp`` (a staging folder)."""
+    """Write the whole VOC layout into ``voc`` (inside a staging folder)."""
     cmap = dataset.classmap
     by_stem = dataset.by_stem()
     palette = palette_for(default_colors(cmap))
@@ -72,17 +128,19 @@ def _write_root(
             raise ValueError(
                 f"mask {s!r} is {mask.shape[1]}x{mask.shape[0]} (WxH) but image {sample.image_path} is {iw}x{ih}"
             )
-        write_mask(tmp / SEG_DIR / f"{s}.png", mask, palette=palette)
-        _copy_as_jpeg(Path(sample.image_path), tmp / JPEG_DIR / f"{s}.jpg")
+        write_mask(voc / SEG_DIR / f"{s}.png", mask, palette=palette)
+        _copy_as_jpeg(Path(sample.image_path), voc / JPEG_DIR / f"{s}.jpg")
         labels[s] = set(sample.labels) | {cmap.names[i] for i in present_classes(mask)}
         if progress is not None:
             progress("voc", n, len(stems))
-    sets = tmp / SETS_DIR
-    write_text_atomic(sets / "Segmentation" / f"{subset}.txt", "\n".join(stems) + "\n")
-    for name in cmap.foreground:
-        rows = [f"{s} {1 if name in labels[s] else -1:2d}" for s in stems]
-        write_text_atomic(sets / "Main" / f"{name}_{subset}.txt", "\n".join(rows) + "\n")
-    write_labelmap(tmp / LABELMAP, cmap, default_colors(cmap))
+    train, val = split_stems(stems, val_fraction)
+    sets = voc / SETS_DIR
+    for split, members in zip(SPLITS, (train, val, stems)):
+        write_text_atomic(sets / "Segmentation" / f"{split}.txt", "".join(f"{s}\n" for s in members))
+        for name in cmap.foreground:
+            rows = [f"{s} {1 if name in labels[s] else -1:2d}\n" for s in members]
+            write_text_atomic(sets / "Main" / f"{name}_{split}.txt", "".join(rows))
+    write_labelmap(voc / LABELMAP, cmap, default_colors(cmap))
 
 
 def write_voc(
@@ -91,25 +149,32 @@ def write_voc(
     root: str | os.PathLike,
     *,
     overwrite: bool = False,
-    subset: str = "default",
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    year: str = YEAR,
     progress: Progress | None = None,
 ) -> Path:
-    """Write ``masks`` (``{stem: mask or PNG path}``) and their images as a VOC root; returns ``root``.
+    """Write ``masks`` (``{stem: mask or PNG path}``) and their images as a VOC dataset under ``root``.
 
-    Every mask needs its image in ``dataset`` (of the same size). The images are decoded
-    (``check_images``) before anything is written; the root is built beside ``root`` and moved in
-    only when complete (``core.io.atomic.staged_dir``), so a bad mask or image leaves ``root`` as
-    it was. Raises ``OutputExistsError`` naming an existing output unless ``overwrite`` (other
-    files in ``root`` are left alone), ``OutputPathError`` when ``root`` is a file or an output
-    would replace an input.
+    Returns the VOC folder written, ``root/VOCdevkit/VOC<year>`` (``devkit_dir``); torchvision reads
+    it as ``VOCSegmentation(root, year=year, image_set="train" | "val" | "trainval")``.
+    ``val_fraction``: share of the images in ``val.txt`` (``split_stems``). Every mask needs its
+    image in ``dataset`` (of the same size). The images are decoded (``check_images``) before
+    anything is written; the files are built beside ``root`` and moved in only when complete
+    (``core.io.atomic.staged_dir``), so a bad mask or image leaves ``root`` as it was. Raises
+    ``OutputExistsError`` naming an existing output unless ``overwrite`` (other files in ``root``
+    are left alone), ``OutputPathError`` when ``root`` is a file or an output would replace an input.
     """
     if not isinstance(dataset, Dataset):
         raise ValueError("VOC export needs the images: pass a Dataset (on the command line: --images DIR)")
+    if not re.fullmatch(r"\d{4}", str(year)):
+        raise ValueError(f"year must be four digits such as '2012', got {year!r}")
+    split_stems([], val_fraction)  # checks the fraction before anything is read
     root = check_folder_target(root)
+    voc = devkit_dir(root, year)
     stems = ordered_stems(masks, dataset)
     if not stems:
         raise ValueError("no masks to write")
-    outputs = _outputs(root, stems, dataset.classmap, subset)
+    outputs = _outputs(voc, stems, dataset.classmap)
     existing = [p for p in outputs if p.exists()]
     if existing and not overwrite:
         raise OutputExistsError(
@@ -120,17 +185,19 @@ def write_voc(
     by_stem = dataset.by_stem()
     check_images([by_stem[s].image_path for s in stems])
     with staged_dir(root) as tmp:
-        _write_root(tmp, masks, dataset, stems, subset, progress)
-    log.info("wrote %d images and masks to VOC root %s", len(stems), root)
-    return root
+        _write_root(tmp / voc.relative_to(root), masks, dataset, stems, val_fraction, progress)
+    log.info("wrote %d images and masks to VOC folder %s", len(stems), voc)
+    return voc
 
 
 def read_voc_masks(root: str | os.PathLike) -> tuple[LazyMasks, ClassMap]:
     """``({stem: (H, W) uint8 mask}, class map)`` for every ``SegmentationClass/*.png``; read on access.
 
+    ``root``: the folder holding ``SegmentationClass/``, or one holding ``VOCdevkit/VOC<year>/``.
+
     Raises ``ValueError`` naming the images listed in ``ImageSets/Segmentation`` whose mask is missing.
     """
-    root = Path(root)
+    root = find_voc_root(root) or Path(root)
     seg = root / SEG_DIR
     if not seg.is_dir():
         raise FileNotFoundError(f"{root}: no {SEG_DIR}/ folder of VOC masks")

@@ -22,6 +22,8 @@ class InitialResult:
         route: the route that ran: ``auto`` with a source reports ``transfer``; without one it stays
             ``auto`` and ``info["recipe"]`` names what ran.
         info: route details, e.g. ``n_simple`` / ``simple_stems`` for ``otsu``, ``seconds``.
+        source_model: ``(network, its class map)`` when the route trained a source network that
+            another run can reuse (``transfer`` from a labelled set), else ``None``.
     """
 
     masks: dict[str, np.ndarray]
@@ -29,6 +31,7 @@ class InitialResult:
     scores: dict[str, float]
     route: str
     info: dict[str, Any] = field(default_factory=dict)
+    source_model: tuple[Any, Any] | None = None
 
 
 class Collector:

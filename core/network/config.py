@@ -14,6 +14,12 @@ BACKBONES: tuple[str, ...] = ("mobilenet_v2", "resnet50", "resnet101")
 
 OUTPUT_STRIDES: tuple[int, ...] = (8, 16)
 
+GF_MODES: tuple[str, ...] = ("stride4", "fast")
+"""Where the guided filter works: ``"stride4"`` filters the coarse logits at stride 4 guided by
+features (HGL) and upsamples the result bilinearly (the paper's use); ``"fast"`` is the fast
+end-to-end trainable guided filter of Wu et al. (CVPR 2018): the coefficients ``a, b`` are computed
+at stride 4, upsampled bilinearly and applied to a full-resolution guidance computed from the image."""
+
 MODULES: tuple[str, ...] = ("bg", "hgl", "gf")
 """The paper's switchable modules: Boundary-Guided, High-level-Guided-Low-level, Guided Filter."""
 
@@ -26,6 +32,11 @@ ABLATIONS: dict[str, dict[str, bool]] = {
     "all": dict(use_bg=True, use_hgl=True, use_gf=True),
 }
 """Named module sets (the paper's ablation rows plus single-module rows)."""
+
+LEGACY_FIELDS: dict[str, Any] = dict(gf_mode="stride4", decoder_channels=None)
+"""Fields added after the first checkpoints, with the values that rebuild the architecture those
+checkpoints were trained with. A mapping holding exactly the fields that existed before them (a
+complete ``to_dict()`` of that time, as every old checkpoint stores) is read with these values."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +56,9 @@ class GFNConfig:
         aspp_channels: width of ASPP and decoder; low_channels: width of the low-level projection;
         guide_channels: channels of the guidance map fed to the guided filter (1 = gray formula,
             3 = colour formula of He et al.).
+        gf_mode: one of :data:`GF_MODES`. With ``"fast"`` the guidance is computed from the image
+            (a per-pixel 1x1 network) and HGL's output joins the decoder.
+        decoder_channels: width of the stride-4 decoder and its classifier; ``None`` = ``aspp_channels``.
     """
 
     backbone: str = "mobilenet_v2"
@@ -59,6 +73,8 @@ class GFNConfig:
     aspp_channels: int = 128
     low_channels: int = 48
     guide_channels: int = 3
+    gf_mode: str = "stride4"
+    decoder_channels: int | None = None
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -73,6 +89,11 @@ class GFNConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (2 if name == "num_classes" else 1):
                 raise ValueError(f"{name} must be a positive int (num_classes >= 2), got {v!r}")
+        if self.gf_mode not in GF_MODES:
+            raise ValueError(f"gf_mode must be one of {list(GF_MODES)}, got {self.gf_mode!r}")
+        d = self.decoder_channels
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
+            raise ValueError(f"decoder_channels must be a positive int or None, got {d!r}")
         if self.num_classes > 255:
             raise ValueError(f"num_classes must be <= 255 (255 is the ignore index), got {self.num_classes}")
 
@@ -81,9 +102,17 @@ class GFNConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GFNConfig:
-        """Build from a mapping; unknown keys are refused with the list of known ones."""
+        """Build from a mapping; unknown keys are refused with the list of known ones.
+
+        A mapping with exactly the fields older than :data:`LEGACY_FIELDS` (an old checkpoint's
+        config) gets the legacy values, so it rebuilds the architecture it was trained with.
+        """
         check_known_fields(cls, data)
-        return cls(**dict(data))
+        data = dict(data)
+        old = {f.name for f in dataclasses.fields(cls)} - set(LEGACY_FIELDS)
+        if set(data) == old:
+            data.update(LEGACY_FIELDS)
+        return cls(**data)
 
     @classmethod
     def for_ablation(cls, name: str, **fields: Any) -> GFNConfig:

@@ -104,3 +104,18 @@ class GuidanceHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(x))
+
+
+class ImageGuide(nn.Module):
+    """Guidance computed from the image itself, per pixel (Wu et al.'s guided map, CVPR 2018).
+
+    ``(N, 3, H, W)`` normalised image -> ``(N, G, H, W)`` in 0..1: two 1x1 convolutions, so it costs
+    a few operations per pixel at full resolution and keeps every image edge where it is.
+    """
+
+    def __init__(self, guide_channels: int, hidden: int = 8) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, guide_channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(x))

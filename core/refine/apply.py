@@ -70,8 +70,7 @@ class Labeller:
         if unknown:
             raise ValueError(f"unknown Labeller option(s) {unknown}; known: {list(known)}")
         ckpt = load_checkpoint(path)
-        saved = ("postprocess", "tta_flip", "max_side", "consistency", "post_params")
-        opts = {k: ckpt.extra[k] for k in saved if k in ckpt.extra}
+        opts: dict[str, Any] = ckpt.inference.to_dict() if ckpt.inference is not None else {}
         opts.update(overrides)
         return cls(ckpt.model, ckpt.classmap, **opts)
 

@@ -111,6 +111,8 @@ class RunConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         """Build from the nested form, dotted names, the flat names of older ``config.json`` files, or a
         mix; an unknown or misspelt name raises ``ValueError`` naming it with the known ones."""
+        if "train_options" in data and "train" not in data:  # a config.json of the flat RunConfig
+            data = {**config_keys.LEGACY_ROUND_RECIPE, **data}
         return cls._from_tree(config_keys.nest(data))
 
     def replace(self, changes: Mapping[str, Any] | None = None, /, **kwargs: Any) -> RunConfig:

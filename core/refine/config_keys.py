@@ -65,6 +65,22 @@ MOVED: dict[tuple[str, str], str] = {
 """Keys of the old option dicts that overrode a run-wide setting: refused, saying where it went."""
 
 
+LEGACY_ROUND_RECIPE: dict[str, Any] = {
+    "train.optimizer": "sgd",
+    "train.lr": 0.01,
+    "train.momentum": 0.9,
+    "train.weight_decay": 2e-4,
+    "train.schedule": "step",
+    "train.warmup_fraction": 0.0,
+    "train.freeze_stages": 0,
+    "train.backbone_lr_mult": 1.0,
+    "train.channels_last": False,
+    "train.cache_images": False,
+}
+"""The rounds' recipe of a flat ``config.json`` (written before the rounds had these settings): paper
+001's SGD with step decay, nothing frozen. Such a run resumes with the recipe it was trained with."""
+
+
 def dotted(name: str, value: Any = None) -> str:
     """The dotted name of a setting given by its dotted or flat name (``"epochs"`` -> ``"train.epochs"``)."""
     if name == "init" and isinstance(value, str):

@@ -47,6 +47,28 @@ def init_config(config: RunConfig):
     return config.init.init_config(seed=config.seed, num_threads=config.num_threads)
 
 
+SOURCE_MODEL = "source_model.pt"
+"""Round 0's file with the network a transfer route trained on the labelled source (reusable by
+another run: ``run --source-model RUN/round_00/source_model.pt``)."""
+
+
+def save_source_model(path: Path, source_model: tuple[Any, Any], config: RunConfig) -> None:
+    """Checkpoint the transfer route's source network ``(model, class map)`` at ``path``."""
+    from core.network.checkpoint import InferenceSettings, TrainingRecord, save_checkpoint
+
+    model, classmap = source_model
+    opts = config.init.options
+    save_checkpoint(
+        path,
+        model,
+        model.config,
+        classmap,
+        inference=InferenceSettings(max_side=opts.work_size, tta_flip=opts.predict_flip, postprocess="none"),
+        training=TrainingRecord(origin="source", engine=__version__, run_config=config.to_dict()),
+    )
+    log.info("saved the transfer source network to %s (reuse it with --source-model)", path)
+
+
 def run_initial_round(
     dataset: Dataset, round_path: Path, config: RunConfig, *, source: Dataset | None, progress: Progress | None
 ) -> dict[str, Any]:
@@ -55,9 +77,15 @@ def run_initial_round(
 
     t0 = time.perf_counter()
     init = make_initial_masks(
-        dataset, route=config.init.route, source=source, config=init_config(config), progress=progress
+        dataset,
+        route=config.init.route,
+        source=config.init.source_model if config.init.source_model is not None else source,
+        config=init_config(config),
+        progress=progress,
     )
     t_init = time.perf_counter() - t0
+    if init.source_model is not None:
+        save_source_model(round_path / SOURCE_MODEL, init.source_model, config)
     missing = [s for s in dataset.stems if s not in init.masks]
     if missing:
         raise ValueError(f"initial route {init.route!r} returned no mask for {len(missing)} image(s): {missing[:5]}")

@@ -12,17 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from core import __version__
 from core.data.dataset import Dataset
 from core.initial.transfer import binarise_source_mask
-from core.io.images import read_image
 from core.progress import Progress, prefixed
-from core.refine import calibrate, filters, rundir
+from core.refine import calibrate, filters, round_model, rundir
+from core.refine import fixed as fixed_labels
 from core.refine import records as rec
 from core.refine.config import RunConfig, working_sizes
-from core.refine.postchain import postprocess
+from core.refine.round_model import crop_size, train_config
+from core.refine.workers import map_ordered, postprocess_one, resolve_workers
+
+__all__ = ["crop_size", "gfn_config", "run_refine_round", "source_pairs", "train_config", "training_pairs"]
 
 log = logging.getLogger(__name__)
 
@@ -30,30 +32,6 @@ log = logging.getLogger(__name__)
 def gfn_config(config: RunConfig, num_classes: int):
     """The rounds' ``GFNConfig`` (``config.network``) for ``num_classes`` classes."""
     return config.network.gfn_config(num_classes)
-
-
-def crop_size(config: RunConfig, pairs: list[tuple[Any, np.ndarray]] | None = None) -> int:
-    """The training crop: ``config.train.crop_size``, but no larger than the longest side the network is
-    shown (``max_side``: ``working_sizes``, and the largest training image's longer side, from ``pairs``'
-    labels).
-
-    A crop larger than the images is mostly padding: ignored by the loss, but it shifts the head's
-    BatchNorm statistics, and the Label Studio backend's network trained on 192-pixel crops of
-    96-pixel images predicted background only (0.874 mean IoU with the crop capped)."""
-    crop = working_sizes(config).crop
-    if pairs:
-        crop = min(crop, max(max(np.asarray(label).shape[:2]) for _, label in pairs))
-    return max(int(crop), 16)
-
-
-def train_config(config: RunConfig, index: int, pairs: list[tuple[Any, np.ndarray]] | None = None):
-    """The round's ``TrainConfig``; with ``pairs`` the crop is capped at the largest training image."""
-    return config.train.train_config(
-        seed=config.seed + index,
-        max_side=working_sizes(config).train,
-        num_threads=config.num_threads,
-        crop_size=crop_size(config, pairs),
-    )
 
 
 def training_pairs(
@@ -118,38 +96,27 @@ def train_round_model(
     config: RunConfig,
     pairs: list[tuple[Path, np.ndarray]],
     progress: Progress | None,
+    n_human: int = 0,
 ):
-    """Build (fresh or warm-started), train and checkpoint round ``index``'s network; returns
-    ``(model, {"epochs", "steps", "loss_per_epoch"})`` (the summary goes into the round's provenance)."""
-    from core.network.checkpoint import load_checkpoint, save_checkpoint
-    from core.network.factory import build_model
-    from core.training.trainer import train
-
-    gcfg = gfn_config(config, dataset.classmap.num_classes)
-    torch.manual_seed(config.seed + index)
-    model = build_model(gcfg)
+    """Train and checkpoint round ``index``'s network (``core.refine.round_model``, warm-started from
+    the previous round's when ``network.warm_start``); returns ``(model, {"epochs", "steps",
+    "loss_per_epoch"})`` (the summary goes into the round's provenance)."""
     prev_ckpt = rundir.round_dir(run_dir, index - 1) / "model.pt"
-    if config.network.warm_start and prev_ckpt.is_file():
-        model.load_state_dict(load_checkpoint(prev_ckpt).model.state_dict())
-    result = train(model, pairs, train_config(config, index, pairs), progress=prefixed(progress, f"round {index}"))
-    if result.stopped_reason == "interrupted":  # the trainer swallows Ctrl-C; the round must not finish
-        raise KeyboardInterrupt(f"training of round {index} interrupted")
-    model.eval()
-    extra = {
-        "run_config": config.to_dict(),
-        "round": index,
-        "engine": __version__,
-        "postprocess": config.post.chain,
-        "max_side": working_sizes(config).predict,
-        "tta_flip": config.post.tta_flip,
-        "consistency": config.post.consistency,
-        "post_params": config.post.params.to_dict(),
-    }
-    save_checkpoint(rundir.round_dir(run_dir, index) / "model.pt", model, gcfg, dataset.classmap, extra=extra)
-    return model, {
-        "epochs": result.epochs_done,
-        "steps": result.iterations,
-        "loss_per_epoch": [round(float(v), 4) for v in result.losses],
+    trained = round_model.train_round_model(
+        pairs,
+        dataset.classmap,
+        config,
+        round_index=index,
+        out_path=rundir.round_dir(run_dir, index) / "model.pt",
+        warm_start=prev_ckpt if config.network.warm_start else None,
+        origin="run",
+        n_human=n_human,
+        progress=prefixed(progress, f"round {index}"),
+    )
+    return trained.model, {
+        "epochs": trained.training.epochs,
+        "steps": trained.training.steps,
+        "loss_per_epoch": list(trained.losses),
     }
 
 
@@ -214,10 +181,13 @@ def run_refine_round(
     for r in prev_records.values():  # the filters' verdicts follow this run's settings
         r.in_area = filters.area_ok(r.area_ratio, config.filters.area_min, config.filters.area_max)
     rec.select_next(prev_records, config)
+    fixed = fixed_labels.load(run_dir)  # human masks: always trained on, weighted (core.refine.fixed)
+    fixed_labels.keep_for_training(prev_records, fixed)
     seconds: dict[str, float] = {}
 
     t = time.perf_counter()
     pairs = training_pairs(dataset, prev_path, prev_records, config)
+    pairs = fixed_labels.weighted_pairs(pairs, dataset, fixed, config.train.fixed_weight)
     extra = source_pairs(dataset, source, config)
     log.info(
         "round %d: training on %d of %d images%s",
@@ -236,11 +206,18 @@ def run_refine_round(
     t = time.perf_counter()
     records: dict[str, rec.ImageRecord] = {}
     k = dataset.classmap.num_classes
-    for i, s in enumerate(dataset):
+
+    def jobs():  # the calibrated probabilities of each image, in order, made as the workers need them
+        for s in dataset:
+            allowed = rec.label_indices(s, dataset)
+            probs = calibrate.shift_probs(rundir.dequantise_probs(fused.pop(s.stem), allowed, k), shift)
+            yield (str(s.image_path), probs, config.post.chain, config.post.params)
+
+    n_workers = resolve_workers(config.post.workers, len(dataset)) if config.post.chain != "none" else 1
+    posted = map_ordered(postprocess_one, jobs(), workers=n_workers)
+    for i, (s, (_, probs, _, _), mask) in enumerate((s, *job) for s, job in zip(dataset, posted)):
         allowed = rec.label_indices(s, dataset)
-        probs = calibrate.shift_probs(rundir.dequantise_probs(fused.pop(s.stem), allowed, k), shift)
         net_mask = probs.argmax(axis=0).astype(np.uint8)
-        mask, _ = postprocess(read_image(s.image_path), probs, config.post.chain, params=config.post.params)
         records[s.stem] = rec.finish_image(
             round_path,
             s.stem,

@@ -8,13 +8,21 @@ Layout::
                                model.pt (rounds >= 1), DONE (written last)
     RUN_DIR/final/masks/       the best round's masks
     RUN_DIR/run.json           rounds done, best round (both selections), stop reason; written last
+    RUN_DIR/report/            overlays and the per-round plot (``core.refine.report.write_report``)
+
+Replacing a finished run (``--overwrite``) builds the new run in ``.<RUN_DIR name>.overwrite`` beside
+it and swaps it in only when the new run finished (``replacing``): a re-run that fails leaves the
+old run byte for byte.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +40,9 @@ DATASET = "dataset.json"
 RUN = "run.json"
 DONE = "DONE"
 FINAL = "final"
-_KNOWN = (CONFIG, DATASET, RUN, FINAL)
+REPORT = "report"
+FIXED = "fixed"  # human-corrected masks copied in when the run starts (``core.refine.fixed.FIXED``)
+_KNOWN = (CONFIG, DATASET, RUN, FINAL, REPORT, FIXED)
 
 
 def round_name(index: int) -> str:
@@ -177,7 +187,7 @@ def prepare(run_dir: Path, config: RunConfig, dataset: Dataset, *, resume: bool,
                 f"to replace it, or resume=True (--resume) to continue it"
             )
         for p in existing:
-            if p.name in _KNOWN or p.name.startswith("round_"):
+            if is_run_entry(p.name):
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
     elif existing and resume:
         raise ValueError(f"cannot resume {run_dir}: it has no {CONFIG} (not a gfn-autolabel run folder)")
@@ -187,9 +197,9 @@ def prepare(run_dir: Path, config: RunConfig, dataset: Dataset, *, resume: bool,
     return 0
 
 
-RESUME_MAY_CHANGE = ("rounds",)
-"""Settings a resumed run may change: they decide when to stop, never what a round computes
-(``--resume --rounds 5`` continues a finished 3-round run)."""
+RESUME_MAY_CHANGE = ("rounds", "post.workers")
+"""Settings a resumed run may change: they decide when to stop or how many processes share the work,
+never what a round computes (``--resume --rounds 5`` continues a finished 3-round run)."""
 
 
 def _check_same(run_dir: Path, config: RunConfig, dataset: Dataset) -> None:
@@ -232,3 +242,58 @@ def _remove_unfinished(run_dir: Path, keep: set[int]) -> None:
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
+
+
+# ---------------------------------------------------------------- replace a run only on success
+def is_run_entry(name: str) -> bool:
+    """Whether ``name`` (an entry of a run folder) is one of the run's own files or folders."""
+    return name in _KNOWN or name.startswith("round_")
+
+
+def holds_files(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` is a folder with something in it (what ``--overwrite`` would replace)."""
+    run_dir = Path(run_dir)
+    return run_dir.is_dir() and any(run_dir.iterdir())
+
+
+@contextlib.contextmanager
+def replacing(run_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder beside ``run_dir`` to build a new run in; swap it in when the block succeeds.
+
+    On success the old folder is renamed aside, the new one renamed to ``run_dir`` (two renames on
+    one file system), the old folder's entries that are not the run's own files (``is_run_entry``)
+    and that the new run does not have are moved over (a user's notes, earlier exports), and the old
+    run is removed. On any error (bad input, a failing or interrupted round) the new folder is
+    removed and ``run_dir`` is left exactly as it was. A staging folder left by a killed process
+    (``.<name>.overwrite``) is removed by the next call.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputExistsError(f"{run_dir} exists and is not a folder")
+    real = Path(os.path.realpath(run_dir))
+    stage = real.parent / f".{real.name}.overwrite"
+    old = real.parent / f".{real.name}.replaced"
+    for leftover in (stage, old):
+        if leftover.exists():
+            log.warning("removing %s left by an interrupted --overwrite", leftover)
+            shutil.rmtree(leftover)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+        if not real.exists():
+            os.replace(stage, real)
+            return
+        os.replace(real, old)
+        try:
+            os.replace(stage, real)
+        except BaseException:
+            os.replace(old, real)
+            raise
+        for p in sorted(old.iterdir()):
+            if not is_run_entry(p.name) and not (real / p.name).exists():
+                os.replace(p, real / p.name)
+        shutil.rmtree(old)
+        log.info("replaced the run in %s", run_dir)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)

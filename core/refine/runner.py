@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from core.data.dataset import Dataset
 from core.io.atomic import atomic_path
 from core.progress import Progress
 from core.refine import collapse, rundir, stopping
+from core.refine import fixed as fixed_labels
 from core.refine import records as rec
 from core.refine.config import RunConfig
 from core.refine.evaluate import evaluate_round
@@ -119,6 +120,9 @@ def _check_dataset(dataset: Dataset) -> None:
         raise ValueError("the dataset holds no images; nothing to label")
     for s in dataset:
         rec.label_indices(s, dataset)
+    from core.data.checks import check_gt_masks
+
+    check_gt_masks(dataset)  # sizes and class indices, before anything is written
 
 
 def _signals(infos: list[RoundInfo]) -> tuple[list[float | None], list[float | None], list[float | None]]:
@@ -183,14 +187,20 @@ def run_autolabel(
     overwrite: bool = False,
     progress: Progress | None = None,
     on_round: Callable[[RoundInfo], None] | None = None,
+    fixed: Mapping[str, fixed_labels.MaskSource] | None = None,
 ) -> RunResult:
     """Label every image of ``dataset`` at pixel level from its image-level labels.
+
+    ``fixed``: human-corrected masks ``{stem: PNG path or (H, W) uint8 array}`` kept as fixed labels
+    (``core.refine.fixed``: never re-labelled nor filtered out, weighted ``train.fixed_weight`` in
+    training; the final masks of those images are these).
 
     ``source``: a labelled dataset of a similar class for the transfer route. ``progress(stage,
     done, total)`` is called per step of every stage. ``on_round(info)`` is called with the
     ``RoundInfo`` of each round this call finishes, once its folder is complete on disk (rounds
     finished before a resume are not reported again; they are in ``RunResult.rounds``).
-    Raises ``OutputExistsError`` if ``out_dir`` holds files and neither ``resume`` nor
+    With ``overwrite`` an existing run is replaced only when the new one finished (it is built beside
+    it). Raises ``OutputExistsError`` if ``out_dir`` holds files and neither ``resume`` nor
     ``overwrite`` is set, ``ValueError`` on a config differing from the saved one when resuming
     (naming the keys) and on images without a label.
     """
@@ -200,6 +210,12 @@ def run_autolabel(
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     _check_dataset(dataset)
+    if overwrite and not resume and rundir.holds_files(out_dir):
+        # the new run is built beside the old one, which is replaced only once the new one finished:
+        # a re-run that fails (bad input, an error in a round, Ctrl-C) leaves the old run as it was
+        with rundir.replacing(out_dir) as stage:
+            run_autolabel(dataset, stage, config, source=source, progress=progress, on_round=on_round, fixed=fixed)
+        return load_run(Path(out_dir))
     if config.max_side is not None and config.train.crop_size < config.max_side:
         log.warning(
             "crop_size %d is smaller than max_side %d: each round's network trains on crops and then "
@@ -210,7 +226,9 @@ def run_autolabel(
             config.max_side,
         )
     run_dir = Path(out_dir)
+    checked = fixed_labels.before_start(run_dir, dataset, fixed, resume=resume)  # before anything is written
     start = rundir.prepare(run_dir, config, dataset, resume=resume, overwrite=overwrite)
+    fixed_masks = fixed_labels.prepare(run_dir, checked, fresh=start == 0)
     infos = [read_round(run_dir, r) for r in range(start)]
     reason = decide(infos, config)[0] if infos else None
     with torch_threads(config.num_threads):
@@ -224,6 +242,7 @@ def run_autolabel(
                 out = run_initial_round(dataset, path, config, source=source, progress=progress)
             else:
                 out = run_refine_round(dataset, run_dir, index, config, progress=progress, source=source)
+            fixed_labels.override_round(path, out["records"], out["provenance"], fixed_masks, config)
             seconds = {**out["seconds"], "total": time.perf_counter() - t0}
             metrics = {
                 "round": index,

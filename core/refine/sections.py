@@ -18,7 +18,7 @@ from core.initial.config import InitConfig
 from core.initial.routes import ROUTE_NAMES
 from core.network.config import GFNConfig
 from core.postprocess.refine import PostprocessConfig
-from core.training.config import LEGACY_RECIPE, TrainConfig
+from core.training.config import TrainConfig
 
 POSTPROCESS_METHODS = ("none", "grabcut", "crf", "guided")
 SELECT_BY = ("label_free", "gt")
@@ -103,12 +103,23 @@ class InitSection:
     ``crf+grabcut``. The GrabCut-based routes' masks are kept as they are."""
     options: InitConfig = field(default_factory=InitConfig)
     """The routes' settings. Their ``seed`` and ``num_threads`` are the run's (leave them unset here)."""
+    source_model: str | None = None
+    """A trained model (a checkpoint written by ``train``, or an earlier transfer run's
+    ``round_00/source_model.pt``) that the ``transfer`` route labels with instead of training a
+    network on a labelled source set: a team trains its source once and labels many sets from it."""
 
     RUN_WIDE = ("seed", "num_threads")
 
     def __post_init__(self) -> None:
         _choice("init.route", self.route, ROUTE_NAMES)
         _bool("init.postprocess", self.postprocess)
+        if self.source_model is not None:
+            if not isinstance(self.source_model, str) or not self.source_model:
+                raise ValueError(f"init.source_model must be a checkpoint path, got {self.source_model!r}")
+            if self.route not in ("auto", "transfer"):
+                raise ValueError(
+                    f"init.source_model is used by the 'transfer' route (or 'auto'), not by {self.route!r}"
+                )
         if not isinstance(self.options, InitConfig):
             raise ValueError(f"init.options must be an InitConfig, got {self.options!r}")
         for name in self.RUN_WIDE:
@@ -123,7 +134,12 @@ class InitSection:
 
     def to_dict(self) -> dict[str, Any]:
         opts = {k: v for k, v in self.options.to_dict().items() if k not in self.RUN_WIDE}
-        return {"route": self.route, "postprocess": self.postprocess, "options": opts}
+        return {
+            "route": self.route,
+            "postprocess": self.postprocess,
+            "options": opts,
+            "source_model": self.source_model,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InitSection:
@@ -149,6 +165,8 @@ class NetworkSection:
     aspp_channels: int = GFNConfig.aspp_channels
     low_channels: int = GFNConfig.low_channels
     guide_channels: int = GFNConfig.guide_channels
+    gf_mode: str = GFNConfig.gf_mode
+    decoder_channels: int | None = GFNConfig.decoder_channels
 
     def __post_init__(self) -> None:
         for name in ("pretrained", "warm_start", "use_bg", "use_hgl", "use_gf"):
@@ -177,7 +195,7 @@ class TrainSection:
 
     epochs: int = 5
     batch_size: int = 8
-    lr: float = 0.01
+    lr: float = TrainConfig.lr
     step_epochs: int = 4
     crop_size: int = 256
     """Training crop side (capped at ``max_side`` and at the largest training image, where a larger
@@ -187,20 +205,20 @@ class TrainSection:
     epochs: it learnt where the centred training objects sat inside a crop, which does not hold on
     the larger whole image (0.20 at 256 px against 0.68 at 192). Crop 256 gave 0.87
     (``docs/RESULTS.md``)."""
-    # The rounds keep the recipe they were measured with (paper 001's SGD with step decay, nothing
-    # frozen): the new ``train`` recipe (AdamW + cosine, frozen stages, channels-last, image cache) is
-    # not yet measured inside the rounds, so it is not switched on here (docs/RESULTS.md).
-    optimizer: str = LEGACY_RECIPE["optimizer"]
-    momentum: float = LEGACY_RECIPE["momentum"]
-    weight_decay: float = LEGACY_RECIPE["weight_decay"]
-    schedule: str = LEGACY_RECIPE["schedule"]
-    warmup_fraction: float = LEGACY_RECIPE["warmup_fraction"]
+    # The rounds train with ``TrainConfig``'s recipe (AdamW + cosine, frozen stages, channels-last, image
+    # cache); paper 001's SGD recipe they had before is ``LEGACY_RECIPE`` (docs/RESULTS.md, "Training
+    # recipe": 30 ecssd 0.696 / 0.722 / 0.727 with it, 0.828 / 0.835 / ... with this one).
+    optimizer: str = TrainConfig.optimizer
+    momentum: float = TrainConfig.momentum
+    weight_decay: float = TrainConfig.weight_decay
+    schedule: str = TrainConfig.schedule
+    warmup_fraction: float = TrainConfig.warmup_fraction
     scale_range: tuple[float, float] = TrainConfig.scale_range
     freeze_bn: bool | None = TrainConfig.freeze_bn
-    freeze_stages: int | None = LEGACY_RECIPE["freeze_stages"]
-    backbone_lr_mult: float = LEGACY_RECIPE["backbone_lr_mult"]
-    channels_last: bool = LEGACY_RECIPE["channels_last"]
-    cache_images: bool = LEGACY_RECIPE["cache_images"]
+    freeze_stages: int | None = TrainConfig.freeze_stages
+    backbone_lr_mult: float = TrainConfig.backbone_lr_mult
+    channels_last: bool = TrainConfig.channels_last
+    cache_images: bool = TrainConfig.cache_images
     time_budget_s: float | None = TrainConfig.time_budget_s
     min_steps: int = 60
     """Every round trains at least this many optimiser steps (a small set gets more epochs). The rounds'
@@ -210,8 +228,14 @@ class TrainSection:
     Sets of about 100 images or more already train more steps than this."""
     num_workers: int = TrainConfig.num_workers
     device: str | None = TrainConfig.device
+    fixed_weight: int = 3
+    """Weight of a human-corrected (fixed) mask in training, by repetition in every epoch
+    (``core.refine.fixed``); the rounds' own, not a ``TrainConfig`` field."""
+
+    ROUNDS_ONLY = ("fixed_weight",)
 
     def __post_init__(self) -> None:
+        _int("train.fixed_weight", self.fixed_weight, 1)
         for name in ("epochs", "batch_size", "step_epochs", "crop_size"):
             _int(f"train.{name}", getattr(self, name), 1)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
@@ -228,7 +252,7 @@ class TrainSection:
 
     def train_config(self, *, seed: int, max_side: int | None, num_threads: int | None, crop_size: int) -> TrainConfig:
         """``TrainConfig`` of this recipe with the run-wide settings and the round's crop."""
-        fields = {**self.to_dict(), "crop_size": crop_size}
+        fields = {**{k: v for k, v in self.to_dict().items() if k not in self.ROUNDS_ONLY}, "crop_size": crop_size}
         return TrainConfig.from_dict({**fields, "seed": seed, "max_side": max_side, "num_threads": num_threads})
 
     def to_dict(self) -> dict[str, Any]:
@@ -259,9 +283,14 @@ class PostSection:
     """Category consistency on probabilities (``core.refine.filters.consistent_probs``):
     ``"objectness"`` gives all foreground mass to the image's own classes, ``"background"`` (paper
     002) moves other classes' mass to background. Masks never keep another class either way."""
+    workers: int | None = None
+    """Processes that post-process a round's images side by side (the dense CRF and GrabCut use one core
+    each): ``None`` = one per core. The masks do not depend on it."""
 
     def __post_init__(self) -> None:
         _builds("post.chain", lambda: parse_chain(self.chain))
+        if self.workers is not None:
+            _int("post.workers", self.workers, 1)
         if not isinstance(self.params, PostprocessConfig):
             raise ValueError(f"post.params must be a PostprocessConfig, got {self.params!r}")
         _bool("post.tta_flip", self.tta_flip)

@@ -25,17 +25,23 @@ LEGACY_RECIPE: dict[str, Any] = dict(
     channels_last=False,
     cache_images=False,
     crop_size=321,
+    max_side=512,
 )
 """The recipe before issue 10 (paper 001's SGD with step decay, everything trained, images decoded
 every epoch): ``TrainConfig.legacy()``, and the values a stored config without an ``optimizer`` key
 was trained with (``TrainConfig.from_saved``)."""
 
 
+DEFAULT_FROZEN_STAGES = 4
+"""Backbone stages frozen by default when the backbone is pretrained (``TrainConfig.freeze_stages``)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Training recipe. Defaults: AdamW (lr 1e-3, backbone at 0.1x) with a cosine schedule, the first
-    three backbone stages frozen, frozen backbone BatchNorm, channels-last tensors, 256-pixel crops
-    from images decoded once per run (measurements in ``docs/RESULTS.md``, "Training recipe").
+    """Training recipe. Defaults: AdamW (lr 3e-3, backbone at 0.1x) with a cosine schedule, the first
+    four backbone stages frozen, frozen backbone BatchNorm, channels-last tensors, 256-pixel crops
+    from images downscaled to 320 pixels and decoded once per run (measurements in
+    ``docs/RESULTS.md``, "Training recipe").
     ``TrainConfig.legacy()`` is paper 001's SGD recipe that preceded it.
 
     Attributes:
@@ -54,7 +60,7 @@ class TrainConfig:
             on CPU. ``None`` (default) = freeze when the backbone is pretrained (``model.config.pretrained``),
             train them for a randomly initialised backbone (whose BN statistics mean nothing yet).
         freeze_stages: the first N of the backbone's five stages (strides 2..32) get no gradient and
-            keep their BatchNorm statistics; autograd then skips their backward pass. ``None`` = 3
+            keep their BatchNorm statistics; autograd then skips their backward pass. ``None`` = 4
             for a pretrained backbone, 0 for a randomly initialised one.
         backbone_lr_mult: learning-rate multiplier of the trained backbone parameters.
         channels_last: run the model and its inputs in channels-last memory format (faster
@@ -75,7 +81,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 8
     optimizer: str = "adamw"
-    lr: float = 1e-3
+    lr: float = 3e-3
     momentum: float = 0.9
     weight_decay: float = 1e-4
     schedule: str = "cosine"
@@ -84,7 +90,7 @@ class TrainConfig:
     crop_size: int = 256
     scale_range: tuple[float, float] = (0.75, 1.25)
     seed: int = 0
-    max_side: int | None = 512
+    max_side: int | None = 320
     num_threads: int | None = None
     freeze_bn: bool | None = None
     freeze_stages: int | None = None

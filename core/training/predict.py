@@ -1,4 +1,9 @@
-"""Streaming prediction: class-index masks and per-pixel probabilities at each image's own size."""
+"""Streaming prediction: class-index masks and per-pixel probabilities at each image's own size.
+
+Every prediction of the product goes through :func:`predict`. By default the network runs on ONNX
+Runtime (:mod:`core.inference`: exported once per set of weights, torch when the export fails),
+while a reader thread decodes and downscales the next images.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.network.preprocess import to_input
+from core.inference.pipeline import read_ahead
+from core.inference.runtime import RUNTIMES, Runner, TorchRunner, runner_for
+from core.inference.runtime import _device as _device  # (core.training.evaluate uses it)
 from core.progress import Progress
 from core.training.data import ImageLike, limit_side, load_image
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Prediction", "predict"]
 
 
 @dataclass(frozen=True)
@@ -26,27 +35,50 @@ class Prediction:
     probs: np.ndarray
 
 
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+@dataclass(frozen=True)
+class _Input:
+    """One image as the network sees it: ``small (h, w, 3) uint8`` and the original ``size (H, W)``."""
+
+    small: np.ndarray
+    size: tuple[int, int]
 
 
-@torch.inference_mode()
-def _probs(model: nn.Module, images: list[np.ndarray], tta_flip: bool) -> torch.Tensor:
-    """Softmax probabilities ``(B, K, h, w)`` for same-size images ``(h, w, 3)``."""
-    x = to_input(np.stack(images)).to(_device(model))
-    probs = torch.softmax(model(x), dim=1)
+def _prepare(src: ImageLike, index: int, max_side: int | None) -> _Input:
+    """Decode ``src`` and downscale it to ``max_side`` (runs in the reader thread)."""
+    image = load_image(src, index)
+    return _Input(small=limit_side(image, max_side), size=(image.shape[0], image.shape[1]))
+
+
+def _probs(runner: Runner, model: nn.Module, images: list[np.ndarray], tta_flip: bool) -> np.ndarray:
+    """Softmax probabilities ``(B, K, h, w)`` for same-size images ``(h, w, 3) uint8``.
+
+    With ``tta_flip`` the mirrored images run in the same batch and their flipped-back
+    probabilities are averaged in. A runtime error of ONNX Runtime is logged and the batch is
+    predicted with torch.
+    """
+    x = np.stack(images)
     if tta_flip:
-        probs = 0.5 * (probs + torch.softmax(model(x.flip(-1)), dim=1).flip(-1))
-    return probs.float().cpu()
+        x = np.concatenate([x, x[:, :, ::-1]])
+    try:
+        probs = runner(x)
+    except Exception as exc:
+        if isinstance(runner, TorchRunner):
+            raise
+        log.warning("ONNX Runtime failed on a batch of shape %s (%s); predicting it with torch", x.shape, exc)
+        probs = TorchRunner(model)(x)
+    if tta_flip:
+        b = len(images)
+        probs = 0.5 * (probs[:b] + probs[b:, :, :, ::-1])
+    return probs
 
 
-def _finish(probs: torch.Tensor, size: tuple[int, int]) -> Prediction:
-    """Upsample ``(K, h, w)`` probabilities to ``size`` and take the argmax."""
+def _finish(probs: np.ndarray, size: tuple[int, int]) -> Prediction:
+    """Upsample ``(K, h, w)`` probabilities to ``size`` (bilinear, half-pixel centres) and take the argmax."""
     if tuple(probs.shape[-2:]) != size:
-        probs = F.interpolate(probs[None], size=size, mode="bilinear", align_corners=False)[0]
-    p = probs.numpy()
-    return Prediction(mask=p.argmax(0).astype(np.uint8), probs=np.ascontiguousarray(p, dtype=np.float32))
+        t = torch.from_numpy(np.ascontiguousarray(probs))[None]
+        probs = F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0].numpy()
+    p = np.ascontiguousarray(probs, dtype=np.float32)
+    return Prediction(mask=p.argmax(0).astype(np.uint8), probs=p)
 
 
 def predict(
@@ -57,18 +89,24 @@ def predict(
     tta_flip: bool = False,
     max_side: int | None = None,
     progress: Progress | None = None,
+    runtime: str = "onnx",
 ) -> Iterator[Prediction]:
-    """Predict each image in turn (a generator; at most one batch of images is held in memory).
+    """Predict each image in turn (a generator; at most a few images are held in memory).
 
     Args:
         model: ``(N, 3, H, W) -> (N, K, H, W)`` logits (a GFN). Put in eval mode while iterating.
-        images: paths or ``(H, W, 3) uint8`` RGB arrays.
+        images: paths or ``(H, W, 3) uint8`` RGB arrays. A reader thread decodes them ahead of the
+            network (at most ``batch_size + READ_AHEAD + 2`` taken beyond those yielded), so the
+            iterable is consumed in that thread.
         batch_size: consecutive images of the same (resized) size are batched together; a
             prediction never depends on the other images of its batch.
         tta_flip: average the probabilities with those of the horizontally flipped image.
         max_side: run the network on a copy downscaled to this longer side; probabilities are
             upsampled back to the input size.
         progress: ``progress("predict", done, total)`` (total 0 when ``images`` has no length).
+        runtime: ``"onnx"`` (default): ONNX Runtime on an export of the model's current weights,
+            cached while they stay the same (torch, with a WARNING, when the export fails);
+            ``"torch"``: the model itself.
 
     Yields:
         One :class:`Prediction` per image, in order, at the image's original size.
@@ -77,34 +115,50 @@ def predict(
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if max_side is not None and max_side < 16:
         raise ValueError(f"max_side must be >= 16 or None, got {max_side}")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
     net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     total = len(images) if hasattr(images, "__len__") else 0  # type: ignore[arg-type]
+    return _predict(net, images, batch_size, tta_flip, max_side, progress, runtime, total)
+
+
+def _predict(
+    net: nn.Module,
+    images: Iterable[ImageLike],
+    batch_size: int,
+    tta_flip: bool,
+    max_side: int | None,
+    progress: Progress | None,
+    runtime: str,
+    total: int,
+) -> Iterator[Prediction]:
     was_training = net.training
     net.eval()
+    runner: Runner | None = None
     done = 0
-    batch: list[np.ndarray] = []
-    sizes: list[tuple[int, int]] = []
+    batch: list[_Input] = []
 
     def flush() -> Iterator[Prediction]:
-        nonlocal done
-        probs = _probs(net, batch, tta_flip)
+        nonlocal done, runner
+        if runner is None:  # the export waits for the first batch: nothing to do for no images
+            runner = runner_for(net, runtime)
+        probs = _probs(runner, net, [b.small for b in batch], tta_flip)
+        sizes = [b.size for b in batch]
+        batch.clear()
         for p, size in zip(probs, sizes):
             done += 1
             yield _finish(p, size)
             if progress is not None:
                 progress("predict", done, total)
-        batch.clear()
-        sizes.clear()
 
+    reader = read_ahead(images, lambda src, i: _prepare(src, i, max_side))
     try:
-        for i, src in enumerate(images):
-            image = load_image(src, i)
-            small = limit_side(image, max_side)
-            if batch and (small.shape != batch[0].shape or len(batch) >= batch_size):
+        for item in reader:
+            if batch and (item.small.shape != batch[0].small.shape or len(batch) >= batch_size):
                 yield from flush()
-            batch.append(small)
-            sizes.append(image.shape[:2])
+            batch.append(item)
         if batch:
             yield from flush()
     finally:
+        reader.close()
         net.train(was_training)

@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from core import __version__
 from core.classmap import IGNORE_INDEX, ClassMap
 from core.network.backbones import freeze_stages
-from core.network.checkpoint import save_checkpoint
+from core.network.checkpoint import TrainingRecord, save_checkpoint
 from core.network.config import GFNConfig
 from core.progress import Progress
 from core.training import distributed as D
-from core.training.config import TrainConfig
+from core.training.config import DEFAULT_FROZEN_STAGES, TrainConfig
 from core.training.data import Pair, PairDataset
 from core.training.schedule import build_optimizer, lr_factor
 
@@ -138,7 +139,7 @@ def _freezing(config: TrainConfig, model: nn.Module, gfn_config: GFNConfig | Non
     """``(freeze_bn, frozen_stages)`` with their ``None`` defaults resolved from the backbone's init."""
     pretrained = bool(getattr(gfn_config, "pretrained", True))
     freeze_bn = pretrained if config.freeze_bn is None else config.freeze_bn
-    stages = config.freeze_stages if config.freeze_stages is not None else (3 if pretrained else 0)
+    stages = config.freeze_stages if config.freeze_stages is not None else (DEFAULT_FROZEN_STAGES if pretrained else 0)
     if stages and not hasattr(getattr(model, "backbone", None), "stages"):
         if config.freeze_stages is not None:
             raise ValueError(f"freeze_stages={stages} needs a model with a .backbone that has stages()")
@@ -306,6 +307,14 @@ def _train_loop(
                     "seconds": round(time.perf_counter() - t0, 1),
                     "train_config": config.to_dict(),
                 },
+                training=TrainingRecord(
+                    origin="train",
+                    engine=__version__,
+                    train_config=config.to_dict(),
+                    epochs=epoch,
+                    steps=run.step,
+                    seconds=round(time.perf_counter() - t0, 1),
+                ),
             )
         D.barrier(info)
 

@@ -22,9 +22,15 @@ class MaskControl:
     """One control tag of a labelling config, e.g. ``<BrushLabels name="tag" toName="image">``.
 
     Attributes:
-        from_name: the control's ``name``.
+        from_name: the control's ``name`` (for ``<Labels>`` + ``<Brush>``: the ``<Labels>``' name).
         to_name: the ``name`` of the ``<Image>`` it labels.
         labels: its ``<Label value=...>`` names, in config order.
+        tool_name: for a ``<Labels>`` control used with a separate drawing tool (``<Brush>``,
+            ``<Polygon>``) on the same image, the tool's ``name``; ``None`` for ``<BrushLabels>``
+            and ``<PolygonLabels>``. Predictions are written in Label Studio's merged form
+            (``from_name`` = the labels control, ``type`` = ``brushlabels``); annotations are read
+            in the merged form and in the split form (a ``brush`` result and a ``labels`` result
+            sharing one ``id``).
     """
 
     tag: ClassVar[str] = ""
@@ -33,6 +39,12 @@ class MaskControl:
     from_name: str
     to_name: str
     labels: tuple[str, ...]
+    tool_name: str | None = None
+
+    @property
+    def geometry(self) -> str:
+        """The result type of the bare drawing tool (``brush``, ``polygon``)."""
+        return self.tag.removesuffix("labels")
 
     def to_results(self, mask: np.ndarray, class_names: Sequence[str], score: float) -> list[dict[str, Any]]:
         """Results for every foreground class present in ``mask`` ((H, W) uint8 class indices).
@@ -82,13 +94,11 @@ class MaskControl:
         results' ``original_height``/``original_width`` unless given. A label that is not a
         class raises ``ValueError`` naming it and the known classes.
         """
-        mine = [
-            r for r in results if r.get("from_name") == self.from_name and str(r.get("type", "")).lower() == self.tag
-        ]
+        mine = self._own_results(results)
         if not mine:
             return None
         if height is None or width is None:
-            first = mine[0]
+            first = mine[0][0]
             try:
                 height, width = int(first["original_height"]), int(first["original_width"])
             except (KeyError, TypeError, ValueError):
@@ -96,9 +106,8 @@ class MaskControl:
                     f"{self.tag} result of {self.from_name!r} has no original_width/original_height"
                 ) from None
         out = np.zeros((height, width), np.uint8)
-        for r in mine:
+        for r, names in mine:
             value = r.get("value") or {}
-            names = value.get(self.tag) or []
             if not names:
                 continue
             name = names[0]
@@ -109,6 +118,30 @@ class MaskControl:
                 )
             region = self.decode(value, width=width, height=height)
             out[region] = classmap.index(name)
+        return out
+
+    def _own_results(self, results: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], list[str]]]:
+        """``(result, label names)`` of the results drawn with this control, in order."""
+        names_by_id: dict[Any, list[str]] = {}
+        if self.tool_name is not None:  # split form: the labels travel in a "labels" result with the same id
+            for r in results:
+                if (
+                    isinstance(r, Mapping)
+                    and str(r.get("type", "")).lower() == "labels"
+                    and r.get("from_name") == self.from_name
+                ):
+                    names_by_id[r.get("id")] = list((r.get("value") or {}).get("labels") or [])
+        sources = {self.from_name} | ({self.tool_name} if self.tool_name else set())
+        out: list[tuple[Mapping[str, Any], list[str]]] = []
+        for r in results:
+            if not isinstance(r, Mapping) or r.get("from_name") not in sources:
+                continue
+            kind = str(r.get("type", "")).lower()
+            value = r.get("value") or {}
+            if kind == self.tag:
+                out.append((r, list(value.get(self.tag) or value.get("labels") or [])))
+            elif self.tool_name is not None and kind == self.geometry:
+                out.append((r, list(value.get(self.tag) or value.get("labels") or names_by_id.get(r.get("id")) or [])))
         return out
 
     # -- per-tag encoding -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from core.classmap import ClassMap
 from core.data.dataset import Dataset
 from core.initial.config import InitConfig
 from core.initial.labels import image_classes
@@ -21,7 +22,9 @@ from core.progress import Progress
 
 def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress | None) -> InitialResult:
     """Masks from ``source``: a labelled ``Dataset`` or its folder (a GFN trained on it, its masks
-    binarised unless the class maps agree), or a torchvision VOC model name
+    binarised unless the class maps agree; the trained network comes back as the result's
+    ``source_model``), a GFN checkpoint file (a source trained once: ``train``'s, or an earlier run's
+    ``round_00/source_model.pt``), or a torchvision VOC model name
     (``deeplabv3_mobilenet_v3_large``, ..., ``voc`` = ``config.voc_model``, ``torchvision:`` prefix allowed)."""
     from core.initial.transfer import VOC_MODELS
 
@@ -33,6 +36,8 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
     if isinstance(source, str) and not Path(source).exists():
         name = source.split(":", 1)[1] if source.startswith("torchvision:") else source
         return _from_voc_model(dataset, config.voc_model if name == "voc" else name, config, progress)
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+        return _from_checkpoint(dataset, Path(source), config, progress)
     return _from_dataset(dataset, _load_source(source), config, progress)
 
 
@@ -76,7 +81,7 @@ def _from_voc_model(dataset: Dataset, model_name: str, config: InitConfig, progr
 
 
 def _from_dataset(dataset: Dataset, source: Dataset, config: InitConfig, progress: Progress | None) -> InitialResult:
-    from core.initial.gfn_bridge import predict_gfn, train_gfn
+    from core.initial.gfn_bridge import train_gfn
     from core.initial.transfer import binarise_source_mask
 
     src = source.with_gt()
@@ -90,16 +95,41 @@ def _from_dataset(dataset: Dataset, source: Dataset, config: InitConfig, progres
         m = s.require_mask()
         pairs.append((s.image_path, m if same else binarise_source_mask(m)))
     model = train_gfn(pairs, k if same else 2, config, progress=progress)
-    out = Collector(config.keep_probs)
-    samples = list(dataset)
-    for s, pred in zip(samples, predict_gfn(model, [s.image_path for s in samples], config, progress=progress)):
-        classes = image_classes(s, cmap)
-        probs = keep_classes(pred.probs, classes) if same else fg_to_probs(pred.probs[1], classes[0], k)
-        out.add(s.stem, probs, probs.shape[1:], margin_confidence(probs))
+    model_classes = cmap if same else ClassMap(("background", "object"))
     info = {
         "source": "dataset",
         "source_images": len(src),
         "source_classes": list(src.classmap.names),
         "binarised": not same,
     }
+    result = _label_with(dataset, model, model_classes, config, progress, info)
+    result.source_model = (model, model_classes)
+    return result
+
+
+def _from_checkpoint(dataset: Dataset, path: Path, config: InitConfig, progress: Progress | None) -> InitialResult:
+    from core.network.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    info = {"source": "model", "source_model": str(path), "source_classes": list(ckpt.classmap.names)}
+    return _label_with(dataset, ckpt.model, ckpt.classmap, config, progress, info)
+
+
+def _label_with(
+    dataset: Dataset, model: Any, model_classes: ClassMap, config: InitConfig, progress: Progress | None, info: dict
+) -> InitialResult:
+    """Label ``dataset`` with a source network whose classes are ``model_classes``: class by class when
+    they equal the target's (and there is more than one), else its foreground (1 - background) goes to
+    each image's own class."""
+    from core.initial.gfn_bridge import predict_gfn
+
+    cmap = dataset.classmap
+    k = cmap.num_classes
+    same = model_classes == cmap and k > 2
+    out = Collector(config.keep_probs)
+    samples = list(dataset)
+    for s, pred in zip(samples, predict_gfn(model, [s.image_path for s in samples], config, progress=progress)):
+        classes = image_classes(s, cmap)
+        probs = keep_classes(pred.probs, classes) if same else fg_to_probs(1.0 - pred.probs[0], classes[0], k)
+        out.add(s.stem, probs, probs.shape[1:], margin_confidence(probs))
     return out.result("transfer", info)
