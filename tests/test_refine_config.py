@@ -83,7 +83,8 @@ def test_old_flat_config_json_loads_to_an_equal_config():
     """A flat config.json keeps the rounds' recipe it was trained with (paper 001's SGD), not today's."""
     from core.refine.config_keys import LEGACY_ROUND_RECIPE
 
-    assert RunConfig.from_dict(_flat("default")) == RunConfig().replace(LEGACY_ROUND_RECIPE)
+    before = {**LEGACY_ROUND_RECIPE, "network.gf_mode": "stride4"}  # and the GFN of its time
+    assert RunConfig.from_dict(_flat("default")) == RunConfig().replace(before)
     assert RunConfig.from_dict(_flat("default")).train.optimizer == "sgd" and RunConfig().train.optimizer == "adamw"
     old = RunConfig.from_dict(_flat("custom"))
     assert old == RunConfig(
@@ -93,7 +94,7 @@ def test_old_flat_config_json_loads_to_an_equal_config():
             route="grabcut",
             options=InitConfig(coarse="centre", work_size=48, crf=CRFParams(iters=3), train={"epochs": 4}),
         ),
-        network=NetworkSection(pretrained=False, warm_start=True, aspp_channels=16, low_channels=8),
+        network=NetworkSection(pretrained=False, warm_start=True, aspp_channels=16, low_channels=8, gf_mode="stride4"),
         train=TrainSection(epochs=1, batch_size=4, min_steps=5, scale_range=(1.0, 1.0), lr=0.01),
         post=PostSection(chain="crf", fuse=0.0, consistency="background"),
     ).replace({"filters.area_min": 0.05, "stop.select_by": "gt", "stop.patience": 2, **LEGACY_ROUND_RECIPE})
@@ -117,7 +118,9 @@ def test_an_old_config_gives_the_objects_the_flat_config_gave():
         min_steps=5,
         scale_range=(1.0, 1.0),
     )
-    assert gfn_config(old, 3) == GFNConfig(pretrained=False, aspp_channels=16, low_channels=8, num_classes=3)
+    assert gfn_config(old, 3) == GFNConfig(
+        pretrained=False, aspp_channels=16, low_channels=8, num_classes=3, gf_mode="stride4"
+    )
     assert init_config(old) == InitConfig(
         coarse="centre", work_size=48, crf=CRFParams(iters=3), train={"epochs": 4}, seed=0, num_threads=2
     )

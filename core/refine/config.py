@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.initial.routes import ROUTE_NAMES as INIT_ROUTES
+from core.network.config import LEGACY_FIELDS
 from core.refine import config_keys
 from core.refine.sections import (
     CONSISTENCY,
@@ -111,8 +112,12 @@ class RunConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         """Build from the nested form, dotted names, the flat names of older ``config.json`` files, or a
         mix; an unknown or misspelt name raises ``ValueError`` naming it with the known ones."""
-        if "train_options" in data and "train" not in data:  # a config.json of the flat RunConfig
+        flat = "train_options" in data and "train" not in data  # a config.json of the flat RunConfig
+        if flat:
             data = {**config_keys.LEGACY_ROUND_RECIPE, **data}
+        network = data.get("network")
+        if flat or (isinstance(network, Mapping) and "gf_mode" not in network):  # written before gf_mode
+            data = {**{f"network.{k}": v for k, v in LEGACY_FIELDS.items()}, **data}
         return cls._from_tree(config_keys.nest(data))
 
     def replace(self, changes: Mapping[str, Any] | None = None, /, **kwargs: Any) -> RunConfig:
