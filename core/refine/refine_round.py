@@ -215,7 +215,7 @@ def run_refine_round(
 
     n_workers = resolve_workers(config.post.workers, len(dataset)) if config.post.chain != "none" else 1
     posted = map_ordered(postprocess_one, jobs(), workers=n_workers)
-    for i, (s, (_, probs, _, _), mask) in enumerate((s, *job) for s, job in zip(dataset, posted)):
+    for i, (s, ((_, probs, _, _), mask)) in enumerate(zip(dataset, posted)):
         allowed = rec.label_indices(s, dataset)
         net_mask = probs.argmax(axis=0).astype(np.uint8)
         records[s.stem] = rec.finish_image(

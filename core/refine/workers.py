@@ -60,22 +60,28 @@ def map_ordered(
     def tasks():
         for item in items:
             sent.append(item)
-            yield delayed(fn)(item)
+            yield delayed(_in_worker)(fn, item)
 
     results = Parallel(n_jobs=workers, backend="loky", return_as="generator", pre_dispatch=str(window))(tasks())
     for result in results:
         yield sent.popleft(), result
 
 
+def _in_worker(fn: Callable[[T], R], item: T) -> R:
+    """``fn(item)`` in a worker process, which runs one image at a time on one core: OpenCV's own
+    thread pool is switched off there (never in the caller's process)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    return fn(item)
+
+
 def postprocess_one(job: tuple[str, np.ndarray, str, Any]) -> np.ndarray:
     """``(image path, probs (K, H, W) float32, chain, PostprocessConfig)`` -> the chain's mask (H, W)
     uint8 (``core.refine.postchain.postprocess``), reading the image in the worker."""
-    import cv2
-
     from core.io.images import read_image
     from core.refine.postchain import postprocess
 
-    cv2.setNumThreads(1)  # one image per worker and core: no nested thread pool
     path, probs, chain, params = job
     mask, _ = postprocess(read_image(path), probs, chain, params=params)
     return np.asarray(mask, dtype=np.uint8)
