@@ -13,6 +13,10 @@ machine; every loop is bounded in count and time.
     python bench/labelstudio_bench.py --with-model         # a GFN trained for 1 epoch first (the usual case)
     python bench/labelstudio_bench.py                      # initial route (no trained model)
     python bench/labelstudio_bench.py --clients 1,4 --requests 16 --workers 2 --json out.json
+    python bench/labelstudio_bench.py --with-model --postprocess grabcut --grabcut-iters 2   # faster chain
+
+Before the load levels, ``--profile`` requests are replayed stage by stage in this process (fetch,
+store + decode, network, each post-processing step, encoding, JSON) to show where a request's time goes.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ def machine_info(workers: int, threads: int | None) -> dict:
     }
 
 
-def train_stub_model(model_dir: Path, image_paths: list[Path], masks) -> str:
+def train_stub_model(model_dir: Path, image_paths: list[Path], masks, max_side: int = 96) -> str:
     """A real GFN trained for one epoch on the example's masks, installed as project 1's model."""
     from core.classmap import ClassMap
     from labelstudio_backend.engine import Engine
@@ -108,7 +112,7 @@ def train_stub_model(model_dir: Path, image_paths: list[Path], masks) -> str:
     from labelstudio_backend.store import ProjectStore
 
     cmap = ClassMap.from_names(["ellipse", "star", "ring"])
-    settings = BackendSettings(model_dir=model_dir, train_epochs=1, train_max_side=96)
+    settings = BackendSettings(model_dir=model_dir, train_epochs=1, train_max_side=max_side)
     store = ProjectStore(model_dir, "1")
     store.save_classes(cmap)
     out = store.new_model_path("bench-model")
@@ -119,8 +123,11 @@ def train_stub_model(model_dir: Path, image_paths: list[Path], masks) -> str:
     return "bench-model"
 
 
-def references(model_dir: Path, ds, tasks: list[dict], ls_url: str, with_model: bool, torch_threads: int) -> dict:
-    """Medians, in this process: the engine's computation on one image, and one image download."""
+def references(
+    model_dir: Path, ds, tasks: list[dict], ls_url: str, with_model: bool, torch_threads: int, settings_env: dict
+) -> dict:
+    """Medians, in this process: the engine's computation on one image (with the served settings), and one
+    image download."""
     import numpy as np
     import torch
 
@@ -131,7 +138,7 @@ def references(model_dir: Path, ds, tasks: list[dict], ls_url: str, with_model: 
     from labelstudio_backend.store import ProjectStore
 
     torch.set_num_threads(torch_threads)
-    engine = Engine(BackendSettings(model_dir=model_dir, torch_threads=torch_threads))
+    engine = Engine(BackendSettings.from_env({**settings_env, "MODEL_DIR": str(model_dir)}))
     cmap = ClassMap.from_names(["ellipse", "star", "ring"])
     cur = ProjectStore(model_dir, "1").current() if with_model else None
     compute, fetch = [], []
@@ -151,6 +158,109 @@ def references(model_dir: Path, ds, tasks: list[dict], ls_url: str, with_model: 
         "compute_ms_median": round(float(np.median(compute[1:])) * 1000, 1),  # the first call loads the model
         "fetch_ms_median": round(float(np.median(fetch)) * 1000, 1),
     }
+
+
+def stage_profile(model_dir: Path, tasks: list[dict], ls_url: str, settings_env: dict[str, str], n: int) -> dict:
+    """Where one ``/predict`` request's time goes, stage by stage, in this process (no concurrency).
+
+    Replays ``GFNSegmenter._predict_task`` step by step with the backend's own objects and settings
+    (the same environment as the served workers): fetch from the file server, store + decode, the
+    network (``core.training.predict.predict``: resize, ONNX Runtime with flip TTA, upsample), category
+    consistency, each post-processing step (``refine_mask``), the consistent mask and reliability score,
+    the stored pseudo-label, the Label Studio result encoding (brush RLE) and the JSON answer. The
+    ONNX Runtime call alone on the resized batch is timed too. Returns ``{stage: median ms}`` over
+    ``n`` requests after one warm-up request (the model load and ONNX export happen there).
+    """
+    import numpy as np
+
+    from labelstudio_backend.label_config import parse_label_config
+    from labelstudio_backend.runtime import Backend
+    from labelstudio_backend.settings import BackendSettings
+    from labelstudio_backend.store import ProjectStore
+
+    settings = BackendSettings.from_env({**settings_env, "MODEL_DIR": str(model_dir / "profile")})
+    backend = Backend.build(settings)
+    engine, fetcher = backend.services.engine, backend.fetcher
+    config = parse_label_config(CONFIG)
+    cmap = config.classmap
+    cur = ProjectStore(model_dir, "1").current()
+    store = ProjectStore(settings.model_dir, "1")
+    rows: dict[str, list[float]] = {}
+
+    @contextlib.contextmanager
+    def clock(stage: str):
+        t0 = time.perf_counter()
+        yield
+        rows.setdefault(stage, []).append((time.perf_counter() - t0) * 1000)
+
+    try:
+        for i in range(n + 1):
+            task = tasks[i % len(tasks)]
+            tid, labels = str(task["id"]), [task["data"]["label"]]
+            t_all = time.perf_counter()
+            with clock("fetch image (HTTP)"):
+                fetched = fetcher.fetch(task["data"]["image"])
+            with clock("store + decode"):
+                _, image = store.save_image(tid, fetched.data, fetched.suffix, max_pixels=settings.max_image_pixels)
+            if cur is None:
+                with clock("initial mask (no model)"):
+                    mask, score = engine.initial(image, cmap.index(labels[0]), cmap.num_classes)
+            else:
+                mask, score = _profile_model(engine, cur.checkpoint, image, labels, clock)
+            with clock("store pseudo-label (PNG + JSON)"):
+                store.save_pseudo(tid, mask, score, "v", cmap)
+            with clock("encode results (brush RLE)"):
+                results = config.control.to_results(mask, cmap.names, score)
+            with clock("JSON answer"):
+                json.dumps({"results": [{"result": results, "score": score}]})
+            rows.setdefault("total (one request, no queueing)", []).append((time.perf_counter() - t_all) * 1000)
+            if i == 0:  # warm-up: model load, ONNX export
+                rows.clear()
+    finally:
+        backend.shutdown()
+    return {k: round(float(np.median(v)), 1) for k, v in rows.items() if v}
+
+
+def _profile_model(engine, checkpoint: Path, image, labels: list[str], clock) -> tuple:
+    """``Labeller.label`` (``core.refine.apply``) step by step, each step timed by ``clock(stage)``."""
+    import numpy as np
+
+    from core.inference.runtime import runner_for
+    from core.postprocess import refine_mask
+    from core.refine import filters
+    from core.refine.postchain import MIN_KEEP
+    from core.refine.sections import parse_chain
+    from core.threads import torch_threads
+    from core.training.data import limit_side
+    from core.training.predict import predict
+
+    with clock("model lookup (cached Labeller)"):
+        lab = engine.labeller(checkpoint)
+    allowed = lab._allowed(labels)
+    with torch_threads(lab.num_threads):
+        with clock("network: resize + ONNX Runtime + flip TTA + upsample"):
+            pred = next(iter(predict(lab.model, [image], tta_flip=lab.tta_flip, max_side=lab.max_side)))
+        small = limit_side(image, lab.max_side)[None]
+        batch = np.concatenate([small, small[:, :, ::-1]]) if lab.tta_flip else small
+        runner = runner_for(lab.model)
+        with clock("  of which ONNX Runtime alone"):
+            runner(batch)
+    with clock("consistency (objectness)"):
+        probs = filters.consistent_probs(pred.probs, allowed, lab.consistency)
+    net_mask = probs.argmax(0).astype(np.uint8)
+    results, p = [(net_mask, probs)], probs
+    for step in parse_chain(lab.postprocess):
+        if step != "none":
+            iters = f", {lab.post_params.grabcut_iters} iterations" if step == "grabcut" else ""
+            with clock(f"post-process: {step} at {lab.post_params.max_side} px{iters}"):
+                m, p = refine_mask(np.array(image), p, step, config=lab.post_params)
+            results.append((m, p))
+    need = MIN_KEEP * float((net_mask > 0).sum())
+    mask = next((m for m, _ in reversed(results) if float((m > 0).sum()) >= need), net_mask)
+    with clock("consistent mask + reliability score"):
+        mask = filters.consistent_mask(mask, allowed)
+        score = filters.reliability(probs, mask, net_mask, None)["score"]
+    return mask, score
 
 
 def median_level(runs: list[dict]) -> dict:
@@ -225,6 +335,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=400, help="example image side in pixels (default 400)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per concurrency level, medians reported (default 3)")
     ap.add_argument("--with-model", action="store_true", help="serve a GFN trained for 1 epoch (else initial route)")
+    ap.add_argument(
+        "--train-max-side", type=int, default=96, help="with --with-model: the network's working size (default 96)"
+    )
+    ap.add_argument("--postprocess", default=None, help="POSTPROCESS of the backend (default: the checkpoint's chain)")
+    ap.add_argument(
+        "--post-max-side",
+        type=int,
+        default=None,
+        help="POSTPROCESS_MAX_SIDE of the backend (default: checkpoint)",
+    )
+    ap.add_argument("--grabcut-iters", type=int, default=None, help="GRABCUT_ITERS of the backend (default: ckpt)")
+    ap.add_argument("--predict-concurrency", type=int, default=1, help="PREDICT_CONCURRENCY per worker (default 1)")
+    ap.add_argument(
+        "--profile", type=int, default=8, help="requests of the per-stage profile in this process (0 = skip; default 8)"
+    )
     ap.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds")
     ap.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = ap.parse_args(argv)
@@ -244,18 +369,30 @@ def main(argv: list[str] | None = None) -> int:
     mode = "initial route (no trained model)"
     if args.with_model:
         t0 = time.perf_counter()
-        train_stub_model(model_dir, [Path(s.image_path) for s in ds], [s.load_mask() for s in ds])
-        mode = f"trained GFN (1 epoch, {time.perf_counter() - t0:.0f}s to train)"
+        train_stub_model(
+            model_dir, [Path(s.image_path) for s in ds], [s.load_mask() for s in ds], max_side=args.train_max_side
+        )
+        mode = f"trained GFN (1 epoch at {args.train_max_side} px, {time.perf_counter() - t0:.0f}s to train)"
 
     server, ls_url = file_server(files)
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
+    backend_env = {
         "LABEL_STUDIO_URL": ls_url,
         "LABEL_STUDIO_API_KEY": TOKEN,
-        "MODEL_DIR": str(model_dir),
         "TORCH_THREADS": str(args.torch_threads),
+        "PREDICT_CONCURRENCY": str(args.predict_concurrency),
+    }
+    if args.postprocess:
+        backend_env["POSTPROCESS"] = args.postprocess
+    if args.post_max_side:
+        backend_env["POSTPROCESS_MAX_SIDE"] = str(args.post_max_side)
+    if args.grabcut_iters:
+        backend_env["GRABCUT_ITERS"] = str(args.grabcut_iters)
+    env = {
+        **os.environ,
+        **backend_env,
+        "PYTHONPATH": str(ROOT),
+        "MODEL_DIR": str(model_dir),
         "LOG_LEVEL": "warning",
     }
     cmd = [
@@ -277,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.Popen(cmd, env=env, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     report: dict = {"mode": mode, "machine": machine_info(args.workers, args.threads), "levels": []}
-    report["reference"] = references(model_dir, ds, tasks, ls_url, args.with_model, args.torch_threads)
+    report["reference"] = references(model_dir, ds, tasks, ls_url, args.with_model, args.torch_threads, backend_env)
+    if args.profile:
+        report["profile_ms"] = stage_profile(model_dir, tasks, ls_url, backend_env, args.profile)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -313,9 +452,16 @@ def main(argv: list[str] | None = None) -> int:
         f"load avg {m['load_avg_1_5_15']} -> {m['load_avg_after']}"
     )
     print(
-        f"backend: {args.workers} gunicorn/uvicorn worker(s), torch threads {args.torch_threads}; "
-        f"{args.images} images of {args.size}px, 1 task per request; warm-up {report['warmup']['seconds']}s"
+        f"backend: {args.workers} gunicorn/uvicorn worker(s), torch threads {args.torch_threads}, predict "
+        f"concurrency {args.predict_concurrency}, POSTPROCESS={args.postprocess or '(checkpoint)'}, "
+        f"POSTPROCESS_MAX_SIDE={args.post_max_side or '(checkpoint)'}, "
+        f"GRABCUT_ITERS={args.grabcut_iters or '(checkpoint)'}; {args.images} images of {args.size}px, "
+        f"1 task per request; warm-up {report['warmup']['seconds']}s"
     )
+    if report.get("profile_ms"):
+        print(f"per-stage profile of one request in this process (medians of {args.profile} requests, ms):")
+        for stage, ms in report["profile_ms"].items():
+            print(f"  {stage:<56} {ms:>8}")
     ref = report["reference"]
     print(
         f"reference in this process: model computation {ref['compute_ms_median']} ms/image, image download "

@@ -248,19 +248,21 @@ def bench_quality(
         num_classes=2,
         class_names=["background", "object"],
     )
-    steps, seconds = ck.extra.get("steps"), ck.extra.get("seconds")
-    batch = ck.extra["train_config"]["batch_size"]
+    rec = ck.training
+    assert rec is not None, f"{model}: checkpoint without a training record"
+    steps, seconds = rec.steps, rec.seconds
+    batch = rec.train_config["batch_size"]
     return {
         "horse_miou": res.miou,
         "horse_mean_image_iou": res.mean_image_iou,
         "horse_boundary_f": res.boundary_f,
-        "epochs": ck.extra.get("epoch"),
+        "epochs": rec.epochs,
         "steps": steps,
         "train_seconds_in_trainer": seconds,
         "train_img_per_s": steps * batch / seconds if steps and seconds else None,
         "train_command_s": train_s,
         "predict_command_s": predict_s,
-        "train_config": ck.extra["train_config"],
+        "train_config": rec.train_config,
         "legacy": legacy,
         "modules": modules,
         "set": sets,

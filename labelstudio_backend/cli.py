@@ -77,6 +77,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def default_threads(workers: int) -> int:
+    """Model threads per worker when ``TORCH_THREADS`` is unset: the cores this process may use divided
+    among the ``workers`` (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
+
+
 def run(args: argparse.Namespace) -> int:
     from core.cli import CLIError
     from labelstudio_backend.auth import check_listen_address
@@ -92,24 +102,28 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             os.environ[var] = value  # workers read their settings from the environment
+    if args.workers < 1:
+        raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    if not os.environ.get("TORCH_THREADS"):
+        # workers x threads = cores: more threads than cores only make the workers' threads wait for each other
+        os.environ["TORCH_THREADS"] = str(default_threads(args.workers))
     try:
         settings = BackendSettings.from_env()
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    if args.workers < 1:
-        raise CLIError(f"--workers must be >= 1, got {args.workers}")
     try:
         check_listen_address(args.host, settings)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     settings.model_dir.mkdir(parents=True, exist_ok=True)
     log.warning(
-        "serving the Label Studio ML backend on http://%s:%d (%d %s worker(s), models in %s, Label "
-        "Studio %s, API key %s, basic auth %s)",
+        "serving the Label Studio ML backend on http://%s:%d (%d %s worker(s) x %s model thread(s), models in %s, "
+        "Label Studio %s, API key %s, basic auth %s)",
         args.host,
         args.port,
         args.workers,
         args.server,
+        settings.torch_threads,
         settings.model_dir,
         settings.label_studio_url or "unset",
         "set" if settings.api_key else "unset",

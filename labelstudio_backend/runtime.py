@@ -1,13 +1,15 @@
 """``Backend``: what one worker process builds once and every route shares.
 
 The engine, the image fetcher, the training jobs, the single background thread that applies
-webhook events in arrival order, and the request counters. :func:`labelstudio_backend.app.create_app`
-builds one and puts it on ``app.state.backend``; routes receive it through :func:`get_backend`.
+webhook events in arrival order (it first preloads the served models), and the request counters.
+:func:`labelstudio_backend.app.create_app` builds one and puts it on ``app.state.backend``; routes
+receive it through :func:`get_backend`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,11 +22,14 @@ from labelstudio_backend.jobs import TrainingJobs
 from labelstudio_backend.metrics import Metrics
 from labelstudio_backend.model import GFNSegmenter, Services, compute_slots
 from labelstudio_backend.settings import BackendSettings
-from labelstudio_backend.store import project_id_from
+from labelstudio_backend.store import ProjectStore, project_id_from
 
 log = logging.getLogger(__name__)
 
 MODEL_CLASS = GFNSegmenter
+
+PRELOAD_PROJECTS = 4
+"""At start-up each worker loads the served models of this many most recently published projects."""
 
 
 class Backend:
@@ -108,17 +113,50 @@ class Backend:
         self.jobs.wait(timeout=timeout)
 
     def start(self) -> None:
-        """At server start-up, inside its event loop: size the request thread pool (``THREADS``)."""
+        """At server start-up, inside its event loop: size the request thread pool (``THREADS``) and queue
+        :meth:`preload` on the event thread."""
         if self.settings.threads:
             import anyio.to_thread
 
             anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.threads
+        self.events.submit(self.preload)
         log.info(
             "gfn-autolabel ML backend: model dir %s, Label Studio %s, allowed hosts %s",
             self.settings.model_dir,
             self.settings.label_studio_url or "(unset)",
             list(self.settings.allowed_hosts),
         )
+
+    def preload(self, limit: int = PRELOAD_PROJECTS) -> list[str]:
+        """Load the served model of the ``limit`` most recently published projects and run it once on a
+        small blank image (the ONNX export happens then), so that this worker's first ``/predict`` does
+        not wait for them. Holds a compute slot while it runs; failures are logged, never raised.
+
+        Returns the ids of the projects whose model is ready."""
+        import numpy as np
+
+        root = self.settings.model_dir
+        try:
+            found = sorted(root.glob("*/current.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        except OSError as exc:
+            log.warning("preloading models: cannot list %s (%s)", root, exc)
+            return []
+        ready = []
+        for path in found[:limit]:
+            try:
+                cur = ProjectStore(root, path.parent.name).current()
+                if cur is None:
+                    continue
+                t0 = time.perf_counter()
+                with self.services.compute:
+                    self.services.engine.label(cur.checkpoint, np.zeros((64, 64, 3), np.uint8), None)
+                ready.append(path.parent.name)
+                log.info(
+                    "project %s: model %s ready in %.1fs", path.parent.name, cur.model_version, time.perf_counter() - t0
+                )
+            except Exception as exc:  # a broken model is reported when a request needs it
+                log.warning("project %s: preloading its model failed (%s)", path.parent.name, exc)
+        return ready
 
     def shutdown(self) -> None:
         """Drop queued work, stop the threads and close the fetcher's connections."""

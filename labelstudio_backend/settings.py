@@ -36,6 +36,7 @@ ENV_VARS: dict[str, str] = {
     "TRAIN_EPOCHS": "train_epochs",
     "TRAIN_MIN_STEPS": "train_min_steps",
     "TRAIN_MAX_SIDE": "train_max_side",
+    "TRAIN_RECIPE": "train_recipe",
     "BACKBONE": "backbone",
     "PRETRAINED": "pretrained",
     "INIT_ROUTE": "init_route",
@@ -43,7 +44,14 @@ ENV_VARS: dict[str, str] = {
     "FETCH_TIMEOUT": "fetch_timeout",
     "TORCH_THREADS": "torch_threads",
     "THREADS": "threads",
+    "POSTPROCESS": "postprocess",
+    "POSTPROCESS_MAX_SIDE": "postprocess_max_side",
+    "GRABCUT_ITERS": "grabcut_iters",
 }
+
+
+TRAIN_RECIPES = ("default", "sgd")
+"""``TRAIN_RECIPE`` values: the engine's ``TrainConfig`` recipe, or paper 001's SGD (``LEGACY_ROUND_RECIPE``)."""
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -89,13 +97,26 @@ class BackendSettings:
         train_epochs, train_max_side: training overrides (``None`` = the engine's defaults).
         train_min_steps: at least this many optimiser steps per round: a project's first rounds have
             few annotated tasks, and a handful of steps leaves the network predicting background only.
+        train_recipe: ``"default"``: the engine's training recipe (``TrainConfig``: AdamW, four frozen
+            backbone stages); ``"sgd"``: paper 001's SGD recipe (``LEGACY_ROUND_RECIPE``), which the
+            backend used before. On real photos the default is far better: 8 annotated Weizmann horses,
+            the other 156 labelled at foreground IoU 0.807 / 0.560 (seeds 0 / 1) against 0.436 / 0.147
+            with SGD; on tiny synthetic shapes SGD does better (``docs/RESULTS.md``).
         backbone, pretrained: the GFN built for a project's first training.
         init_route: initial-mask route for single images before any model is trained.
         pseudo_min_score: pseudo-labels below this reliability are left out of training.
         fetch_timeout: total deadline in seconds for one image download (connection, redirects and
             every byte of the body), not a per-read timeout.
-        torch_threads: torch intra-op threads per worker (``None`` = torch's default).
+        torch_threads: torch and ONNX Runtime intra-op threads per worker (``None`` = torch's default;
+            ``serve-labelstudio`` sets cores // workers when ``TORCH_THREADS`` is unset).
         threads: request threads per worker for the blocking routes (``None`` = 40, anyio's default).
+        postprocess: the post-processing chain of the backend's predictions (served, and the pseudo-labels
+            its rounds train on), e.g. ``"grabcut"`` (``None`` = the one the model's checkpoint was run
+            with, usually ``"crf+grabcut"``).
+        postprocess_max_side: the longest side at which that chain works (``None`` = the checkpoint's,
+            400 by default); larger images are post-processed at this size and their result enlarged.
+        grabcut_iters: GrabCut iterations of that chain (``None`` = the checkpoint's, 5 by default).
+            These three trade mask quality for latency: see ``docs/RESULTS.md`` ("Label Studio latency").
     """
 
     label_studio_url: str = ""
@@ -117,6 +138,7 @@ class BackendSettings:
     train_epochs: int | None = None
     train_min_steps: int = 60
     train_max_side: int | None = None
+    train_recipe: str = "default"
     backbone: str = "mobilenet_v2"
     pretrained: bool | None = None
     init_route: str = "grabcut"
@@ -124,6 +146,9 @@ class BackendSettings:
     fetch_timeout: float = 20.0
     torch_threads: int | None = None
     threads: int | None = None
+    postprocess: str | None = None
+    postprocess_max_side: int | None = None
+    grabcut_iters: int | None = None
 
     def __post_init__(self) -> None:
         url = self.label_studio_url.strip().rstrip("/")
@@ -151,6 +176,24 @@ class BackendSettings:
             raise ValueError(f"FETCH_TIMEOUT must be > 0 seconds, got {self.fetch_timeout}")
         if not self.label_keys:
             raise ValueError("LABEL_KEYS must name at least one task-data key")
+        if self.postprocess is not None:
+            from core.postprocess.refine import METHODS  # (core.refine.sections.parse_chain's steps, light import)
+
+            steps = [p.strip() for p in self.postprocess.split("+")]
+            bad = [p for p in steps if p not in METHODS]
+            if bad:
+                raise ValueError(
+                    f"POSTPROCESS={self.postprocess!r}: unknown step(s) {bad}; use one of {list(METHODS)} "
+                    f"or several joined by '+', e.g. 'crf+grabcut'"
+                )
+        if self.train_recipe not in TRAIN_RECIPES:
+            raise ValueError(f"TRAIN_RECIPE={self.train_recipe!r}: expected one of {list(TRAIN_RECIPES)}")
+        if self.postprocess_max_side is not None and self.postprocess_max_side < 16:
+            raise ValueError(f"POSTPROCESS_MAX_SIDE must be >= 16 pixels, got {self.postprocess_max_side}")
+        if self.grabcut_iters is not None and self.grabcut_iters < 1:
+            raise ValueError(f"GRABCUT_ITERS must be >= 1, got {self.grabcut_iters}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"TORCH_THREADS must be >= 1, got {self.torch_threads}")
 
     @property
     def basic_auth(self) -> tuple[str, str] | None:
@@ -199,6 +242,8 @@ def _parse(var: str, name: str, raw: str) -> Any:
         "train_max_side",
         "torch_threads",
         "threads",
+        "postprocess_max_side",
+        "grabcut_iters",
     ):
         try:
             return int(raw)

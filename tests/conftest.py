@@ -69,8 +69,10 @@ _INTEGRATION = """
     test_bad_inputs test_formats_fiftyone test_cli_convert_evaluate test_cli_run test_cli_train_predict test_distributed
     test_fiftyone_plugin
     test_fiftyone_progress test_initial_routes test_labelstudio_app_parts test_labelstudio_routes test_layers
-    test_labelstudio_bad_inputs
+    test_labelstudio_bad_inputs test_labelstudio_serving
     test_refine_collapse test_refine_runner test_round_model test_training test_training_recipe
+    test_initial_workers
+    test_large_pictures
 """
 _E2E = """
     test_fiftyone_browser

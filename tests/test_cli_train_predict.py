@@ -41,7 +41,7 @@ def test_train_then_predict(example: Path, tmp_path: Path, capsys):
     assert rc == 0 and model.is_file()
     ck = load_checkpoint(model)
     assert ck.classmap.names == ("background", "ellipse", "star", "ring") and ck.config.num_classes == 4
-    assert ck.config.pretrained is False and ck.extra["epoch"] == 1
+    assert ck.config.pretrained is False and ck.training is not None and ck.training.epochs == 1
 
     out = tmp_path / "pred"
     assert main(["predict", "--model", str(model), "--images", str(example / "images"), "--out", str(out)]) == 0

@@ -1,11 +1,13 @@
 """``gfn-autolabel serve-labelstudio``: options, and settings errors as one clear line."""
 
 import logging
+import os
 
 import pytest
 
 from core.cli import build_parser, main
 from labelstudio_backend.auth import check_listen_address
+from labelstudio_backend.cli import default_threads
 from labelstudio_backend.settings import BackendSettings
 
 
@@ -31,6 +33,23 @@ def test_workers_must_be_positive(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
     assert main(["serve-labelstudio", "--workers", "0"]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_model_threads_default_to_the_cores_shared_among_the_workers(monkeypatch, tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    assert default_threads(1) == cores and default_threads(cores) == 1 and default_threads(4 * cores) == 1
+    assert default_threads(2) == max(1, cores // 2)
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("LOG_LEVEL", "info")
+    monkeypatch.setenv("TORCH_THREADS", "")  # unset (restored after the test)
+    for var in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "ALLOW_UNAUTHENTICATED", "LABEL_STUDIO_URL"):
+        monkeypatch.delenv(var, raising=False)
+    # refused after the settings are read (a public address without auth): nothing is served
+    assert main(["serve-labelstudio", "--host", "0.0.0.0", "--port", "0", "--workers", "2"]) == 2
+    assert os.environ["TORCH_THREADS"] == str(max(1, cores // 2))
+    monkeypatch.setenv("TORCH_THREADS", "3")  # a value set by the user is kept
+    assert main(["serve-labelstudio", "--host", "0.0.0.0", "--port", "0", "--workers", "2"]) == 2
+    assert os.environ["TORCH_THREADS"] == "3"
 
 
 def test_a_public_address_without_credentials_is_refused(monkeypatch, capsys, tmp_path):

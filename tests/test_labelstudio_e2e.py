@@ -81,6 +81,10 @@ def test_label_studio_end_to_end(tmp_path):
             "MODEL_DIR": str(tmp_path / "models"),
             "TRAIN_EPOCHS": "2",
             "TRAIN_MAX_SIDE": "96",
+            # 12 synthetic 96-px shapes: the default recipe (four frozen ImageNet stages) shrinks their
+            # masks in so few steps and the collapse guard refuses the version; paper 001's SGD recipe
+            # learns them (real photos are the other way round: docs/RESULTS.md, "Backend recipe")
+            "TRAIN_RECIPE": "sgd",
             "TORCH_THREADS": "1",
         },
         workers=2,

@@ -57,11 +57,41 @@ def test_from_env_parses_every_kind():
         ({"MAX_BODY_BYTES": "0"}, "max_body_bytes must be >= 1"),
         ({"MAX_CACHED_IMAGES": "0"}, "max_cached_images must be >= 1"),
         ({"FETCH_TIMEOUT": "0"}, "FETCH_TIMEOUT must be > 0"),
+        ({"POSTPROCESS": "crf+sharpen"}, r"POSTPROCESS='crf\+sharpen': unknown step\(s\) \['sharpen'\]"),
+        ({"POSTPROCESS_MAX_SIDE": "8"}, "POSTPROCESS_MAX_SIDE must be >= 16"),
+        ({"POSTPROCESS_MAX_SIDE": "big"}, "POSTPROCESS_MAX_SIDE='big': expected an integer"),
+        ({"TORCH_THREADS": "0"}, "TORCH_THREADS must be >= 1"),
+        ({"GRABCUT_ITERS": "0"}, "GRABCUT_ITERS must be >= 1"),
+        ({"TRAIN_RECIPE": "adam"}, r"TRAIN_RECIPE='adam': expected one of \['default', 'sgd'\]"),
     ],
 )
 def test_bad_values_are_named(env, match):
     with pytest.raises(ValueError, match=match):
         BackendSettings.from_env(env)
+
+
+def test_postprocessing_overrides_parse_and_default_to_the_checkpoint():
+    s = BackendSettings.from_env(
+        {"POSTPROCESS": "grabcut", "POSTPROCESS_MAX_SIDE": "256", "GRABCUT_ITERS": "2", "TORCH_THREADS": "1"}
+    )
+    assert (s.postprocess, s.postprocess_max_side, s.grabcut_iters, s.torch_threads) == ("grabcut", 256, 2, 1)
+    assert BackendSettings.from_env({"POSTPROCESS": "crf+grabcut"}).postprocess == "crf+grabcut"
+    default = BackendSettings.from_env({})
+    assert (default.postprocess, default.postprocess_max_side, default.grabcut_iters) == (None, None, None)
+
+
+def test_train_recipe_default_is_the_engines_and_sgd_is_paper_001s():
+    from core.refine.config import RunConfig
+    from core.refine.config_keys import LEGACY_ROUND_RECIPE
+    from labelstudio_backend.engine import Engine
+
+    default = Engine(BackendSettings.from_env({})).run_config().settings()
+    sgd = Engine(BackendSettings.from_env({"TRAIN_RECIPE": "sgd"})).run_config().settings()
+    engine = RunConfig().settings()
+    assert all(default[k] == engine[k] for k in LEGACY_ROUND_RECIPE) and default["train.optimizer"] == "adamw"
+    assert all(sgd[k] == v for k, v in LEGACY_ROUND_RECIPE.items())
+    differ = {k for k in default if default[k] != sgd[k]}  # only the recipe (some of its values coincide)
+    assert "train.optimizer" in differ and differ <= set(LEGACY_ROUND_RECIPE)
 
 
 def test_closed_and_bounded_by_default():

@@ -121,8 +121,8 @@ def test_an_old_config_gives_the_objects_the_flat_config_gave():
     assert gfn_config(old, 3) == GFNConfig(
         pretrained=False, aspp_channels=16, low_channels=8, num_classes=3, gf_mode="stride4"
     )
-    assert init_config(old) == InitConfig(
-        coarse="centre", work_size=48, crf=CRFParams(iters=3), train={"epochs": 4}, seed=0, num_threads=2
+    assert init_config(old) == InitConfig(  # workers: the run's post.workers (None = one per core)
+        coarse="centre", work_size=48, crf=CRFParams(iters=3), train={"epochs": 4}, seed=0, num_threads=2, workers=None
     )
     assert train_config(RunConfig.from_dict(_flat("default")), 1) == TrainConfig.legacy(
         epochs=5, lr=0.01, step_epochs=4, crop_size=256, seed=1, max_side=256, num_threads=2, min_steps=60

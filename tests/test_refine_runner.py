@@ -211,7 +211,7 @@ def test_source_pairs_bring_labelled_source_images_into_training(example, tmp_pa
 def test_round_0_of_a_network_route_is_post_processed(tmp_path, monkeypatch):
     """Transfer's round 0 goes through the run's post-processing chain (``init_postprocess``); off, the
     masks are the transfer network's argmax."""
-    from core.refine import initial_round
+    from core.refine import postchain
 
     target = make_example(tmp_path / "target", n=3, size=48, classes=("ring",))
     source = make_example(tmp_path / "source", n=4, size=48, classes=("ring",))
@@ -219,7 +219,9 @@ def test_round_0_of_a_network_route_is_post_processed(tmp_path, monkeypatch):
         "gfn": {"pretrained": False, "aspp_channels": 16, "low_channels": 8},
         "train": {"epochs": 1, "crop_size": 48, "max_side": None, "batch_size": 4},
     }
-    config = TINY.replace(init="transfer", init_options=small, rounds=0, postprocess="crf")
+    config = TINY.replace(init="transfer", init_options=small, rounds=0, postprocess="crf").replace(
+        {"post.workers": 1}  # post-processed in this process, where the spy is
+    )
     calls = []
 
     def spy(image, probs, spec, *, params):
@@ -229,7 +231,7 @@ def test_round_0_of_a_network_route_is_post_processed(tmp_path, monkeypatch):
         full[:4, :4] = 0
         return full, probs
 
-    monkeypatch.setattr(initial_round, "postprocess", spy)
+    monkeypatch.setattr(postchain, "postprocess", spy)
     on = run_autolabel(target, tmp_path / "on", config, source=source)
     assert calls == ["crf"] * len(target)
     r0 = on.round(0)
@@ -247,7 +249,7 @@ def test_round_0_of_a_network_route_is_post_processed(tmp_path, monkeypatch):
         assert np.array_equal(read_mask(off.round(0).masks_dir / f"{s.stem}.png"), probs.argmax(0))
 
     calls.clear()
-    run_autolabel(target, tmp_path / "grabcut", TINY.replace(rounds=0, postprocess="crf"))
+    run_autolabel(target, tmp_path / "grabcut", TINY.replace({"post.workers": 1}, rounds=0, postprocess="crf"))
     assert calls == [], "GrabCut-based routes keep their own masks"
 
 

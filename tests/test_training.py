@@ -167,7 +167,9 @@ def test_checkpoint_progress_and_time_budget(tmp_path: Path, pairs):
     assert calls == [("train", i, 4) for i in range(1, 5)]
     assert res.checkpoint == tmp_path / "m.pt" and res.epochs_done == 2 and len(res.history) == 2
     ck = load_checkpoint(res.checkpoint)
-    assert ck.extra["epoch"] == 2 and ck.classmap.names == ("background", "class_1")
+    assert ck.training is not None and ck.training.origin == "train" and ck.training.epochs == 2
+    assert ck.training.loss == pytest.approx(res.history[-1]["loss"], abs=1e-5) and ck.extra == {}
+    assert ck.classmap.names == ("background", "class_1")
     res = train(_model("gf"), pairs, TrainConfig(**{**TINY, "epochs": 50, "time_budget_s": 0.01}))
     assert res.stopped_reason == "time_budget" and res.iterations == 1
 
@@ -183,7 +185,7 @@ def test_ctrl_c_keeps_last_good_checkpoint(tmp_path: Path, pairs):
     res = train(model, pairs, TrainConfig(**{**TINY, "epochs": 3}), progress=progress, checkpoint_path=path)
     assert res.stopped_reason == "interrupted" and res.epochs_done == 1
     ck = load_checkpoint(path)
-    assert ck.extra["epoch"] == 1
+    assert ck.training is not None and ck.training.epochs == 1
     for (n, pa), pb in zip(model.state_dict().items(), ck.model.state_dict().values()):
         torch.testing.assert_close(pa, pb, msg=n)
 

@@ -65,8 +65,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="processes post-processing a round's images side by side (default: one per core; "
-        "the masks do not depend on it)",
+        help="processes making round 0's masks and post-processing each round's images side by side "
+        "(default: one per core; the masks do not depend on it)",
     )
     p.add_argument(
         "--source-model",

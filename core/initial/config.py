@@ -39,6 +39,10 @@ class InitConfig:
     keep_probs: bool = True
     """Return per-image probabilities ``(K, H, W)`` (memory: 4*K bytes per pixel)."""
     seed: int = 0
+    workers: int | None = 1
+    """Processes for the per-image work of the map routes (GrabCut, dense CRF: one core each), with
+    ``core.refine.workers.map_ordered``; ``None`` = one per core. A run sets it from ``post.workers``.
+    The masks do not depend on it; coarse maps and anything trained stay in the calling process."""
 
     # --- class activation maps
     cam_source: str = "auto"
@@ -132,6 +136,10 @@ class InitConfig:
         ):
             if value not in allowed:
                 raise ValueError(f"InitConfig.{name} must be one of {list(allowed)}, got {value!r}")
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise ValueError(f"InitConfig.workers must be an integer >= 1 or None (one per core), got {self.workers!r}")
         if self.cam_output_stride not in (16, 32):
             raise ValueError(f"InitConfig.cam_output_stride must be 16 or 32, got {self.cam_output_stride}")
         if not self.cam_scales or any(s <= 0 for s in self.cam_scales):

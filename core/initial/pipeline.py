@@ -77,3 +77,16 @@ def image_probs(
         fused = crf(image, fused.astype(np.float32), cfg)
     score = mask_iou(fg, q.argmax(0) != 0)
     return fused.astype(np.float32), score, extra
+
+
+RecipeJob = tuple[np.ndarray, np.ndarray, tuple[int, ...], int, str, InitConfig, bool]
+"""One image's per-image work: ``(working image (h, w, 3) uint8, coarse maps (len(classes), h, w),
+classes, num_classes, recipe, config, centre)``; the arguments of ``image_probs``."""
+
+
+def image_probs_job(job: RecipeJob) -> tuple[np.ndarray, float]:
+    """``image_probs`` on one packed job (a module-level function, so worker processes can run it):
+    the working-size probabilities ``(K, h, w) float32`` and the confidence in [0, 1]."""
+    work, cams, classes, num_classes, kind, cfg, centre = job
+    probs, score, _ = image_probs(work, cams, classes, num_classes, kind, cfg, centre=centre)
+    return probs, score

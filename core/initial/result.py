@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,66 @@ class InitialResult:
     source_model: tuple[Any, Any] | None = None
 
 
+ImageMask = tuple[str, np.ndarray, np.ndarray | None, float]
+"""One image of a route's result: ``(stem, mask (H, W) uint8, probs (K, H, W) float32 or None, score
+in [0, 1])`` at the image's full size."""
+
+
+def full_size(
+    probs: np.ndarray, full_hw: tuple[int, int], mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Working-size ``probs`` (and optionally a hard ``mask``) at ``full_hw``: ``(mask (H, W) uint8,
+    probs (K, H, W) float32)``, the mask the argmax unless given."""
+    p = resize_probs(probs, full_hw)
+    return (resize_mask(mask, full_hw) if mask is not None else p.argmax(0).astype(np.uint8)), p
+
+
+@dataclass
+class InitialStream:
+    """Round-0 masks of a dataset one image at a time, in the dataset's order: a ``lazy`` stream holds
+    only the images in flight, whatever the dataset's size.
+
+    Attributes:
+        images: ``ImageMask`` per image; the route's work runs as it is consumed.
+        route, source_model: as in ``InitialResult``.
+        info: as in ``InitialResult``; complete (``seconds`` included) once ``images`` is exhausted.
+    """
+
+    images: Iterator[ImageMask]
+    route: str
+    info: dict[str, Any] = field(default_factory=dict)
+    source_model: tuple[Any, Any] | None = None
+    has_probs: bool = True
+    """The images carry probabilities (else every ``ImageMask``'s probs is ``None``)."""
+    lazy: bool = True
+    """The route's per-image work runs as ``images`` is consumed and is not reported to ``progress``
+    (the consumer reports each image); ``False``: the route ran whole and reported its images."""
+
+    @classmethod
+    def of_result(cls, result: InitialResult, stems: Sequence[str]) -> InitialStream:
+        """A whole ``result`` handed out image by image in the order of ``stems`` (each released from
+        ``result`` as it goes); a stem without a mask raises ``ValueError`` when its turn comes."""
+
+        def images() -> Iterator[ImageMask]:
+            missing = [s for s in stems if s not in result.masks]
+            if missing:
+                raise ValueError(
+                    f"initial route {result.route!r} returned no mask for {len(missing)} image(s): {missing[:5]}"
+                )
+            for stem in stems:
+                probs = result.probs.pop(stem, None) if result.probs is not None else None
+                yield stem, result.masks.pop(stem), probs, result.scores.get(stem, 0.5)
+
+        return cls(
+            images=images(),
+            route=result.route,
+            info=result.info,
+            source_model=result.source_model,
+            has_probs=bool(result.probs),
+            lazy=False,
+        )
+
+
 class Collector:
     """Accumulates full-size results per stem."""
 
@@ -46,8 +107,7 @@ class Collector:
         self, stem: str, probs: np.ndarray, full_hw: tuple[int, int], score: float, mask: np.ndarray | None = None
     ) -> None:
         """Store working-size ``probs`` (and optionally a hard ``mask``) resized to ``full_hw``."""
-        p = resize_probs(probs, full_hw)
-        self.masks[stem] = resize_mask(mask, full_hw) if mask is not None else p.argmax(0).astype(np.uint8)
+        self.masks[stem], p = full_size(probs, full_hw, mask)
         if self.probs is not None:
             self.probs[stem] = p
         self.scores[stem] = float(np.clip(score, 0.0, 1.0))

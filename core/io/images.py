@@ -4,7 +4,8 @@ Every image comes back as ``(H, W, 3) uint8`` RGB: EXIF orientation applied, gra
 palette, CMYK and 16-bit images converted (16-bit data by its real range, so 12-bit pictures are
 not darkened). Masks come back as ``(H, W) uint8`` class indices. A picture whose header claims
 more than ``MAX_IMAGE_PIXELS`` is refused before it is decoded; ``check_images`` decodes enough of
-each file to find truncation (see ``core.io.decode``).
+each file to find truncation (see ``core.io.decode``). A ``core.io.working.WorkingImage`` is read at
+its working size, never decoded at full size when it is larger.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from core.io.atomic import atomic_path
 from core.io.decode import MAX_IMAGE_PIXELS, ImageReadError, draft, opened, orientation, to_rgb
+from core.io.working import WorkingImage, working_hw
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS",
     "ImageReadError",
+    "WorkingImage",
     "check_images",
     "encode_png",
     "image_size",
@@ -41,14 +45,22 @@ __all__ = [
 ]
 
 
-def read_image(path: str | os.PathLike, *, max_side: int | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike | WorkingImage, *, max_side: int | None = None) -> np.ndarray:
     """Read one image as ``(H, W, 3) uint8`` RGB; raises ``ImageReadError`` naming the file.
 
     ``max_side``: a JPEG larger than twice this is decoded at a reduced DCT scale (1/2, 1/4 or
     1/8) whose longer side is still at least ``max_side``, so a huge photo never sits in memory
     at full size; the result is then smaller than the file's own size (callers resize further).
     Other formats always decode at full size.
+
+    A ``WorkingImage`` comes back at exactly its working size (``core.io.working.working_hw``): as
+    above, then resized (area interpolation) to that size; a picture not larger than its
+    ``max_side`` is read exactly as its path would be (``max_side`` must then be ``None``).
     """
+    if isinstance(path, WorkingImage):
+        if max_side is not None:
+            raise ValueError(f"{path}: give max_side either in the WorkingImage or to read_image, not both")
+        return _read_working(path)
     path = Path(path)
     with opened(path) as img:
         if max_side is not None:
@@ -56,8 +68,26 @@ def read_image(path: str | os.PathLike, *, max_side: int | None = None) -> np.nd
         return to_rgb(path, img)
 
 
+def _read_working(picture: WorkingImage) -> np.ndarray:
+    """``picture`` as ``(h, w, 3) uint8`` at ``working_hw`` of its oriented size, decoded at reduced size."""
+    path = picture.path
+    with opened(path) as img:
+        w, h = img.size
+        if orientation(img) in (5, 6, 7, 8):
+            h, w = w, h
+        target = working_hw((h, w), picture.max_side)
+        if target == (h, w):
+            return to_rgb(path, img)
+        draft(img, max(target))
+        rgb = to_rgb(path, img)
+    if rgb.shape[:2] == target:
+        return rgb
+    return cv2.resize(rgb, (target[1], target[0]), interpolation=cv2.INTER_AREA)
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(height, width)`` after EXIF orientation, reading only the header where possible."""
+    """``(height, width)`` after EXIF orientation, reading only the header where possible (of a
+    ``WorkingImage``: the file's own size, not its working size)."""
     with opened(path) as img:
         w, h = img.size
         turned = orientation(img) in (5, 6, 7, 8)

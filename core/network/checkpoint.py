@@ -70,6 +70,7 @@ class TrainingRecord:
         train_config: the ``TrainConfig`` (as a dict) it was trained with.
         n_human / n_pseudo: training pairs with human masks / with pseudo-labels.
         epochs, steps, seconds: what the training did.
+        loss: the mean training loss of the last epoch (None when not recorded).
     """
 
     origin: str
@@ -82,6 +83,7 @@ class TrainingRecord:
     epochs: int = 0
     steps: int = 0
     seconds: float = 0.0
+    loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

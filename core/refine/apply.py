@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from core.classmap import ClassMap
+from core.io.working import DEFAULT_IMAGE_MAX_SIDE, WorkingImage, check_max_side, to_size, working_hw
 from core.progress import Progress
 from core.refine import filters
 from core.threads import torch_threads
@@ -27,7 +28,10 @@ ImageLike = str | os.PathLike | np.ndarray
 class Labeller:
     """A trained GFN plus the post-processing it was run with.
 
-    ``label(image, labels)`` -> ``(mask (H, W) uint8, score in [0, 1], probs (K, H, W) float32)``.
+    ``label(image, labels)`` -> ``(mask (H, W) uint8, score in [0, 1], probs (K, h, w) float32)``:
+    the mask at the picture's own size, the probabilities at its working size (``image_max_side``,
+    as in a run: a larger picture is decoded, predicted and post-processed at that longer side and
+    only its mask is enlarged, by nearest neighbour; smaller pictures are labelled at their size).
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class Labeller:
         num_threads: int | None = None,
         consistency: str = "objectness",
         post_params: Mapping[str, Any] | None = None,
+        image_max_side: int | None = DEFAULT_IMAGE_MAX_SIDE,
     ):
         from core.postprocess.refine import PostprocessConfig
         from core.refine.config import CONSISTENCY, parse_chain
@@ -53,6 +58,9 @@ class Labeller:
         """The chain's parameters (a run's ``post.params``)."""
         self.tta_flip = tta_flip
         self.max_side = max_side
+        check_max_side("image_max_side", image_max_side)
+        self.image_max_side = image_max_side
+        """Pictures are held at this longer side at most (``core.io.working``); ``None``: their own size."""
         self.num_threads = num_threads
         if consistency not in CONSISTENCY:
             raise ValueError(f"consistency {consistency!r} is unknown; choose one of {list(CONSISTENCY)}")
@@ -62,10 +70,10 @@ class Labeller:
     def from_checkpoint(cls, path: str | os.PathLike, **overrides) -> Labeller:
         """Load ``model.pt`` of a run round (its post-processing and sizes come from the checkpoint;
         ``overrides``: ``postprocess``, ``tta_flip``, ``max_side``, ``num_threads``, ``consistency``,
-        ``post_params``)."""
+        ``post_params``, ``image_max_side``)."""
         from core.network.checkpoint import load_checkpoint
 
-        known = ("postprocess", "tta_flip", "max_side", "num_threads", "consistency", "post_params")
+        known = ("postprocess", "tta_flip", "max_side", "num_threads", "consistency", "post_params", "image_max_side")
         unknown = sorted(set(overrides) - set(known))
         if unknown:
             raise ValueError(f"unknown Labeller option(s) {unknown}; known: {list(known)}")
@@ -132,23 +140,44 @@ class Labeller:
         labels: Sequence[Sequence[str | int] | str | None] | None = None,
         progress: Progress | None = None,
     ) -> list[tuple[np.ndarray, float, np.ndarray]]:
-        """``label`` for many images; ``labels`` is ``None`` or one entry per image (each may be ``None``)."""
-        from core.io.images import read_image
+        """``label`` for many images; ``labels`` is ``None`` or one entry per image (each may be ``None``).
+
+        Paths are decoded at the working size (``image_max_side``), never at full size when larger;
+        arrays larger than it are shrunk (area interpolation). Each mask comes back at its picture's
+        own size."""
+        from core.io.images import image_size, read_image
         from core.training.predict import predict
 
         images = list(images)
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"got {len(labels)} label entries for {len(images)} images; give one per image or None")
         allowed = [self._allowed(None if labels is None else labels[i]) for i in range(len(images))]
-        arrays = [read_image(im) if isinstance(im, (str, os.PathLike)) else _check_image(im) for im in images]
+        sizes: list[tuple[int, int]] = []
+        arrays = []
+        for im in images:
+            if isinstance(im, (str, os.PathLike)):
+                sizes.append(image_size(im))
+                arrays.append(read_image(WorkingImage(Path(im), self.image_max_side)))
+            else:
+                sizes.append(_check_image(im).shape[:2])
+                arrays.append(_shrink(im, self.image_max_side))
         out = []
         with torch_threads(self.num_threads):
             preds = predict(self.model, arrays, tta_flip=self.tta_flip, max_side=self.max_side)
             for i, (img, pred) in enumerate(zip(arrays, preds)):
-                out.append(self._finish(img, pred.probs, allowed[i]))
+                mask, score, probs = self._finish(img, pred.probs, allowed[i])
+                out.append((to_size(mask, sizes[i]), score, probs))
                 if progress is not None:
                     progress("label", i + 1, len(arrays))
         return out
+
+
+def _shrink(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """``(H, W, 3)`` array held at ``working_hw`` (area interpolation); itself when not larger."""
+    import cv2
+
+    h, w = working_hw(image.shape[:2], max_side)
+    return image if (h, w) == image.shape[:2] else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -183,6 +183,9 @@ class WorkingSizes:
     whatever ``max_side`` is)."""
     post: int
     """The post-processing chain: ``post.params.max_side`` (400)."""
+    image: int | None = None
+    """Every picture the run reads, before any stage resizes it: ``post.image_max_side`` (2048; a larger
+    picture is decoded at reduced size and every stage above works from that size)."""
 
 
 def working_sizes(config: RunConfig) -> WorkingSizes:
@@ -190,5 +193,10 @@ def working_sizes(config: RunConfig) -> WorkingSizes:
     side = config.max_side
     crop = config.train.crop_size if side is None else min(config.train.crop_size, side)
     return WorkingSizes(
-        train=side, crop=crop, predict=side, init=config.init.options.work_size, post=config.post.params.max_side
+        train=side,
+        crop=crop,
+        predict=side,
+        init=config.init.options.work_size,
+        post=config.post.params.max_side,
+        image=config.post.image_max_side,
     )

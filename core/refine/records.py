@@ -58,17 +58,22 @@ def finish_image(
     previous: np.ndarray | None,
     config: RunConfig,
     base_score: float | None = None,
+    size: tuple[int, int] | None = None,
 ) -> ImageRecord:
     """Apply category consistency, write ``masks/<stem>.png`` and ``probs/<stem>.npz``, return the record.
 
-    ``mask``/``net_mask`` ``(H, W) uint8``, ``probs`` ``(K, H, W) float32`` at the image's size;
-    ``previous`` is last round's mask (``None`` in round 0); ``base_score`` (round 0: the initial
-    route's own score) is averaged into the reliability.
+    ``mask``/``net_mask`` ``(h, w) uint8``, ``probs`` ``(K, h, w) float32`` and ``previous`` (last
+    round's mask, ``None`` in round 0) at the run's working size of the picture; ``size``: the
+    picture's own ``(H, W)``, at which the mask is written (nearest neighbour, ``core.io.working``;
+    ``None``: the mask's size). ``base_score`` (round 0: the initial route's own score) is averaged
+    into the reliability. Every number of the record is computed at the working size.
     """
+    from core.io.working import to_size
+
     mask = filters.consistent_mask(mask, allowed)
     net_mask = filters.consistent_mask(net_mask, allowed)
     probs = filters.consistent_probs(probs, allowed, config.post.consistency)
-    write_mask(round_path / "masks" / f"{stem}.png", mask)
+    write_mask(round_path / "masks" / f"{stem}.png", mask if size is None else to_size(mask, size))
     probs = rundir.save_probs(round_path / "probs" / f"{stem}.npz", probs, list(allowed))
     parts = filters.reliability(probs, mask, net_mask, previous)
     score = parts["score"] if base_score is None else float(np.clip((parts["score"] + base_score) / 2, 0, 1))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 from core import __version__
 from core.data.dataset import Dataset
 from core.initial.transfer import binarise_source_mask
+from core.io.working import WorkingImage
 from core.progress import Progress, prefixed
 from core.refine import calibrate, filters, round_model, rundir
 from core.refine import fixed as fixed_labels
@@ -23,6 +25,7 @@ from core.refine import records as rec
 from core.refine.config import RunConfig, working_sizes
 from core.refine.round_model import crop_size, train_config
 from core.refine.workers import map_ordered, postprocess_one, resolve_workers
+from core.training.data import capped_pairs
 
 __all__ = ["crop_size", "gfn_config", "run_refine_round", "source_pairs", "train_config", "training_pairs"]
 
@@ -34,10 +37,21 @@ def gfn_config(config: RunConfig, num_classes: int):
     return config.network.gfn_config(num_classes)
 
 
+def previous_probs(prev_path: Path, stem: str, hw: tuple[int, ...]) -> np.ndarray:
+    """The previous round's probabilities ``(K, h, w) float32`` of ``stem`` at this round's working size
+    ``hw``: as stored, or resized (bilinear) when that round held the picture at another size (a run
+    from before ``image_max_side``, resumed)."""
+    from core.initial.resize import resize_probs
+
+    probs = rundir.load_probs(prev_path / "probs" / f"{stem}.npz")
+    return probs if probs.shape[1:] == tuple(hw) else resize_probs(probs, (int(hw[0]), int(hw[1])))
+
+
 def training_pairs(
     dataset: Dataset, prev_path: Path, records: dict[str, rec.ImageRecord], config: RunConfig
-) -> list[tuple[Path, np.ndarray]]:
-    """``(image path, label (H, W) uint8 with 255 = ignore)`` for the images selected to train.
+) -> list[tuple[Path | WorkingImage, np.ndarray]]:
+    """``(image path, label (h, w) uint8 with 255 = ignore)`` for the images selected to train, at the
+    working size of ``dataset``'s samples (``Sample.image_source``, ``Sample.to_working``).
 
     Labels from a network round ignore uncertain and disagreeing pixels plus the boundary band;
     round-0 labels only the boundary band: the initial routes' scores (e.g. GrabCut's "probable
@@ -49,12 +63,12 @@ def training_pairs(
     for s in dataset:
         if not records[s.stem].train_next:
             continue
-        mask = rec.previous_mask(prev_path, s.stem)
-        probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz") if from_network else None
+        mask = s.to_working(rec.previous_mask(prev_path, s.stem))  # written at the picture's size
+        probs = previous_probs(prev_path, s.stem, mask.shape) if from_network else None
         label = filters.training_label(
             mask, probs, ignore_margin=config.filters.ignore_margin, band_fraction=config.filters.boundary_band
         )
-        pairs.append((Path(s.image_path), label))
+        pairs.append((s.image_source, label))
     if not pairs:
         raise ValueError(f"round {prev_path.name} selected no image for training")
     return pairs
@@ -94,7 +108,7 @@ def train_round_model(
     run_dir: Path,
     index: int,
     config: RunConfig,
-    pairs: list[tuple[Path, np.ndarray]],
+    pairs: Sequence[tuple[Any, np.ndarray]],
     progress: Progress | None,
     n_human: int = 0,
 ):
@@ -140,13 +154,13 @@ def predict_round(
     k = dataset.classmap.num_classes
     fused_q: dict[str, np.ndarray] = {}
     hists = []
-    paths = [Path(s.image_path) for s in dataset]
+    paths = [s.image_source for s in dataset]  # at the run's working size (image_max_side)
     preds = predict(model, paths, tta_flip=config.post.tta_flip, max_side=working_sizes(config).predict)
     for i, (s, pred) in enumerate(zip(dataset, preds)):
         allowed = rec.label_indices(s, dataset)
         fused = filters.consistent_probs(np.asarray(pred.probs, dtype=np.float32), allowed, config.post.consistency)
         if index > 1 and config.post.fuse > 0:  # fuse with the previous network round (round 0 is heuristic)
-            prev_probs = rundir.load_probs(prev_path / "probs" / f"{s.stem}.npz")
+            prev_probs = previous_probs(prev_path, s.stem, fused.shape[1:])
             if prev_probs.shape != fused.shape:
                 raise ValueError(f"prediction for {s.stem} has shape {fused.shape}, previous round {prev_probs.shape}")
             fused = (1.0 - config.post.fuse) * fused + config.post.fuse * prev_probs
@@ -174,7 +188,11 @@ def run_refine_round(
     progress: Progress | None,
     source: Dataset | None = None,
 ) -> dict[str, Any]:
-    """Run round ``index`` (>= 1) into ``round_<index>/``; returns its ``seconds`` and ``provenance``."""
+    """Run round ``index`` (>= 1) into ``round_<index>/``; returns its ``seconds`` and ``provenance``.
+
+    Pictures are held at ``config.post.image_max_side`` (``Dataset.capped``) for everything the round
+    computes; its masks are written at each picture's own size."""
+    dataset = dataset.capped(config.post.image_max_side)
     prev_path = rundir.round_dir(run_dir, index - 1)
     round_path = rundir.round_dir(run_dir, index)
     prev_records, prev_prov = rec.read_scores(prev_path)
@@ -196,7 +214,8 @@ def run_refine_round(
         len(dataset),
         f" + {len(extra)} labelled source images" if extra else "",
     )
-    model, training = train_round_model(dataset, run_dir, index, config, pairs + extra, progress)
+    at_size = capped_pairs([*pairs, *extra], config.post.image_max_side)  # human masks: at the pictures' size
+    model, training = train_round_model(dataset, run_dir, index, config, at_size, progress)
     seconds["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -211,7 +230,7 @@ def run_refine_round(
         for s in dataset:
             allowed = rec.label_indices(s, dataset)
             probs = calibrate.shift_probs(rundir.dequantise_probs(fused.pop(s.stem), allowed, k), shift)
-            yield (str(s.image_path), probs, config.post.chain, config.post.params)
+            yield (s.image_source, probs, config.post.chain, config.post.params)
 
     n_workers = resolve_workers(config.post.workers, len(dataset)) if config.post.chain != "none" else 1
     posted = map_ordered(postprocess_one, jobs(), workers=n_workers)
@@ -225,8 +244,9 @@ def run_refine_round(
             probs=probs,
             net_mask=net_mask,
             allowed=allowed,
-            previous=rec.previous_mask(prev_path, s.stem),
+            previous=s.to_working(rec.previous_mask(prev_path, s.stem)),
             config=config,
+            size=s.original_hw,
         )
         if progress is not None:
             progress(f"round {index}: post-process", i + 1, len(dataset))

@@ -205,7 +205,14 @@ def write_report(
     folder.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
-        overlays = write_overlays(order, kept.masks_dir, staged / "overlays", limit=limit, max_side=max_side)
+        overlays = write_overlays(
+            order,
+            kept.masks_dir,
+            staged / "overlays",
+            limit=limit,
+            max_side=max_side,
+            image_max_side=run.config.post.image_max_side,  # huge pictures decoded at reduced size
+        )
         title = f"{Path(run_dir).name}: " + ("quality per round" if with_gt else "label-free signals per round")
         if with_gt:
             plot_rounds(rows, staged / "quality.png", title=title)

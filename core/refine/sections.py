@@ -16,6 +16,7 @@ from typing import Any
 
 from core.initial.config import InitConfig
 from core.initial.routes import ROUTE_NAMES
+from core.io.working import DEFAULT_IMAGE_MAX_SIDE, check_max_side
 from core.network.config import GFNConfig
 from core.postprocess.refine import PostprocessConfig
 from core.training.config import TrainConfig
@@ -108,7 +109,8 @@ class InitSection:
     ``round_00/source_model.pt``) that the ``transfer`` route labels with instead of training a
     network on a labelled source set: a team trains its source once and labels many sets from it."""
 
-    RUN_WIDE = ("seed", "num_threads")
+    RUN_WIDE = ("seed", "num_threads", "workers")
+    """Options the run sets (``workers`` from ``post.workers``); never stored under ``init.options``."""
 
     def __post_init__(self) -> None:
         _choice("init.route", self.route, ROUTE_NAMES)
@@ -124,13 +126,14 @@ class InitSection:
             raise ValueError(f"init.options must be an InitConfig, got {self.options!r}")
         for name in self.RUN_WIDE:
             if getattr(self.options, name) != getattr(InitConfig, name):
-                raise ValueError(f"init.options.{name} is the run's: set {name} instead")
+                where = "post.workers" if name == "workers" else name
+                raise ValueError(f"init.options.{name} is the run's: set {where} instead")
         _builds("init.options.train", lambda: TrainConfig.from_dict(self.options.train))
         _builds("init.options.gfn", lambda: GFNConfig.from_dict(self.options.gfn))
 
-    def init_config(self, *, seed: int, num_threads: int | None) -> InitConfig:
-        """The routes' ``InitConfig`` with the run's seed and threads."""
-        return dataclasses.replace(self.options, seed=seed, num_threads=num_threads)
+    def init_config(self, *, seed: int, num_threads: int | None, workers: int | None = 1) -> InitConfig:
+        """The routes' ``InitConfig`` with the run's seed, threads and worker processes."""
+        return dataclasses.replace(self.options, seed=seed, num_threads=num_threads, workers=workers)
 
     def to_dict(self) -> dict[str, Any]:
         opts = {k: v for k, v in self.options.to_dict().items() if k not in self.RUN_WIDE}
@@ -283,14 +286,25 @@ class PostSection:
     """Category consistency on probabilities (``core.refine.filters.consistent_probs``):
     ``"objectness"`` gives all foreground mass to the image's own classes, ``"background"`` (paper
     002) moves other classes' mass to background. Masks never keep another class either way."""
+    image_max_side: int | None = DEFAULT_IMAGE_MAX_SIDE
+    """The run's largest picture size: a picture whose longer side exceeds this is decoded at reduced
+    size (JPEG DCT scaling, then an exact resize to this longer side) wherever the run reads it, and
+    every stage (initial masks, probabilities, post-processing, training, overlays) works from that
+    size; masks are written at the picture's own size (nearest-neighbour enlargement) and scored
+    against ground truth there. Pictures at or below it are labelled exactly as with ``None`` (no
+    bound). Why 2048: ``core.io.working.DEFAULT_IMAGE_MAX_SIDE``. A ``config.json`` from before this
+    setting loads with the default; resumed, its later rounds read the earlier rounds' masks and
+    probabilities at their own working size."""
     workers: int | None = None
     """Processes that post-process a round's images side by side (the dense CRF and GrabCut use one core
-    each): ``None`` = one per core. The masks do not depend on it."""
+    each), and that make round 0's per-image masks (``InitConfig.workers``): ``None`` = one per core. The
+    masks do not depend on it."""
 
     def __post_init__(self) -> None:
         _builds("post.chain", lambda: parse_chain(self.chain))
         if self.workers is not None:
             _int("post.workers", self.workers, 1)
+        check_max_side("post.image_max_side", self.image_max_side)
         if not isinstance(self.params, PostprocessConfig):
             raise ValueError(f"post.params must be a PostprocessConfig, got {self.params!r}")
         _bool("post.tta_flip", self.tta_flip)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from core.io.atomic import atomic_path
-from core.io.images import read_image, read_mask, write_image
+from core.io.images import read_mask, write_image
+from core.io.working import DEFAULT_IMAGE_MAX_SIDE
 
 PALETTE = np.array(
     [
@@ -58,16 +59,26 @@ def overlay_pair(image: np.ndarray, mask: np.ndarray, gt: np.ndarray | None, gap
 
 
 def write_overlays(
-    samples: Sequence, masks_dir: Path, out_dir: Path, *, limit: int | None = None, max_side: int | None = None
+    samples: Sequence,
+    masks_dir: Path,
+    out_dir: Path,
+    *,
+    limit: int | None = None,
+    max_side: int | None = None,
+    image_max_side: int | None = DEFAULT_IMAGE_MAX_SIDE,
 ) -> list[Path]:
     """``out_dir/<stem>.png`` for each sample (prediction | ground truth when the sample has it).
 
-    ``max_side``: pictures larger than this are shrunk (masks by nearest neighbour) before tinting.
+    ``image_max_side``: pictures larger than this are decoded at reduced size and their masks (at the
+    picture's size) shrunk by nearest neighbour to match (``Sample.capped``: as a run sees them), so
+    a huge photo is never decoded at full size. ``max_side``: pictures larger than this are then
+    shrunk (masks by nearest neighbour) before tinting.
     """
     written = []
     for s in list(samples)[:limit]:
-        img = read_image(s.image_path)
-        pred = read_mask(Path(masks_dir) / f"{s.stem}.png")
+        s = s.capped(image_max_side)
+        img = s.load_image()
+        pred = s.to_working(read_mask(Path(masks_dir) / f"{s.stem}.png"))
         gt = s.load_mask() if s.has_mask else None
         if max_side is not None and max(img.shape[:2]) > max_side:
             img, pred, gt = _shrunk(img, pred, gt, max_side)

@@ -76,9 +76,13 @@ def _in_worker(fn: Callable[[T], R], item: T) -> R:
     return fn(item)
 
 
-def postprocess_one(job: tuple[str, np.ndarray, str, Any]) -> np.ndarray:
-    """``(image path, probs (K, H, W) float32, chain, PostprocessConfig)`` -> the chain's mask (H, W)
-    uint8 (``core.refine.postchain.postprocess``), reading the image in the worker."""
+def postprocess_one(job: tuple[str | os.PathLike, np.ndarray, str, Any]) -> np.ndarray:
+    """``(image path, probs (K, h, w) float32, chain, PostprocessConfig)`` -> the chain's mask (h, w)
+    uint8 (``core.refine.postchain.postprocess``), reading the image in the worker.
+
+    The image is read as ``core.io.images.read_image`` reads it: a ``WorkingImage`` (``Sample.image_source``
+    of a run's samples) at the run's working size, never at full size when it is larger; ``probs`` are
+    at that size."""
     from core.io.images import read_image
     from core.refine.postchain import postprocess
 

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from core.classmap import IGNORE_INDEX
 from core.io.images import read_image, read_mask
+from core.io.working import WorkingImage, to_size, working_hw
 from core.network.preprocess import to_input
 
 ImageLike = str | os.PathLike | np.ndarray
@@ -25,7 +26,10 @@ def describe(x: ImageLike, index: int) -> str:
 
 
 def load_image(x: ImageLike, index: int = 0) -> np.ndarray:
-    """Path or array -> ``(H, W, 3) uint8`` RGB (gray ``(H, W)`` arrays are expanded)."""
+    """Path or array -> ``(H, W, 3) uint8`` RGB (gray ``(H, W)`` arrays are expanded). A
+    ``WorkingImage`` (path-like) is decoded at its working size (``core.io.working``)."""
+    if isinstance(x, WorkingImage):
+        return read_image(x)
     if isinstance(x, (str, os.PathLike)):
         return read_image(Path(x))
     if not isinstance(x, np.ndarray):
@@ -48,6 +52,31 @@ def load_mask(x: ImageLike, index: int = 0) -> np.ndarray:
     if x.size and (x.min() < 0 or x.max() > 255):
         raise ValueError(f"mask array #{index} has values outside 0..255")
     return x.astype(np.uint8, copy=False)
+
+
+def capped_pairs(
+    pairs: Sequence[tuple[ImageLike, np.ndarray]], max_side: int | None
+) -> list[tuple[ImageLike, np.ndarray]]:
+    """Training pairs whose pictures are held at a longer side of at most ``max_side`` (a run's
+    ``image_max_side``), so none is decoded at full size: an image path becomes a ``WorkingImage``
+    and its label, at the picture's own size, is brought to the working size (nearest neighbour,
+    ``core.io.working.to_size``). Pairs that already hold a ``WorkingImage`` or an array stay as
+    they are; a pair repeated in the list (the same objects) stays one object, as ``preload`` expects.
+    Pictures not larger than ``max_side`` are read and trained on exactly as before."""
+    if max_side is None:
+        return list(pairs)
+    done: dict[int, tuple[ImageLike, np.ndarray]] = {}
+    out = []
+    for pair in pairs:
+        key = id(pair)
+        if key not in done:
+            image, label = pair
+            if isinstance(image, (str, os.PathLike)) and not isinstance(image, WorkingImage):
+                label = np.asarray(label)
+                pair = (WorkingImage(Path(image), max_side), to_size(label, working_hw(label.shape[:2], max_side)))
+            done[key] = pair
+        out.append(done[key])
+    return out
 
 
 def limit_side(image: np.ndarray, max_side: int | None, *, nearest: bool = False) -> np.ndarray:

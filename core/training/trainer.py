@@ -300,13 +300,6 @@ def _train_loop(
                 model,
                 gfn_config,
                 classmap,
-                extra={
-                    "epoch": epoch,
-                    "loss": loss,
-                    "steps": run.step,
-                    "seconds": round(time.perf_counter() - t0, 1),
-                    "train_config": config.to_dict(),
-                },
                 training=TrainingRecord(
                     origin="train",
                     engine=__version__,
@@ -314,6 +307,7 @@ def _train_loop(
                     epochs=epoch,
                     steps=run.step,
                     seconds=round(time.perf_counter() - t0, 1),
+                    loss=round(loss, 6),
                 ),
             )
         D.barrier(info)

@@ -1,10 +1,11 @@
 """The initial-mask routes: one registry ``{name: Route}``, the single list of route names.
 
 Each route is a module of this package exposing ``run(dataset, *, source, config, progress)``
-for a whole dataset and, when it works on one image, ``for_image(image, work, *, box, points,
-config)`` (signatures in ``base``). ``RunConfig.init``, the command line's ``--init``, the
-FiftyOne operator and ``initial_mask_for_image`` all read their choices from here. Heavy models
-load inside ``run``, never at import time.
+for a whole dataset, optionally ``stream`` (the same, one image at a time) and, when it works on one
+image, ``for_image(image, work, *, box, points, config)`` (signatures in ``base``).
+``RunConfig.init``, the command line's ``--init``, the FiftyOne operator and
+``initial_mask_for_image`` all read their choices from here. Heavy models load inside ``run``, never
+at import time.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ ROUTES: Mapping[str, Route] = MappingProxyType(
     {
         route.name: route
         for route in (
-            Route(name="auto", run=auto.run, for_image=auto.for_image),
+            Route(name="auto", run=auto.run, stream=auto.stream, for_image=auto.for_image),
             Route(name="transfer", run=transfer.run, network=True),
             Route(name="otsu", run=otsu.run, for_image=otsu.for_image, network=True),
-            Route(name="cam", run=cam.run, for_image=cam.for_image),
-            Route(name="grabcut", run=grabcut.run, for_image=grabcut.for_image),
+            Route(name="cam", run=cam.run, stream=cam.stream, for_image=cam.for_image),
+            Route(name="grabcut", run=grabcut.run, stream=grabcut.stream, for_image=grabcut.for_image),
         )
     }
 )

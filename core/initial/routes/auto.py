@@ -10,10 +10,10 @@ import numpy as np
 
 from core.data.dataset import Dataset
 from core.initial.config import InitConfig
-from core.initial.result import InitialResult
+from core.initial.result import InitialResult, InitialStream
 from core.initial.routes import grabcut, transfer
 from core.initial.routes.base import Box, Point
-from core.initial.routes.maps import run_recipe
+from core.initial.routes.maps import run_recipe, stream_recipe
 from core.progress import Progress
 
 AUTO_RECIPE = "fused"
@@ -30,6 +30,16 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
         result.info["auto"] = "transfer"
         return result
     result = run_recipe(dataset, AUTO_RECIPE, config, progress, route="auto")
+    result.info["auto"] = AUTO_RECIPE
+    return result
+
+
+def stream(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress | None) -> InitialStream | None:
+    """``run`` one image at a time without a source; ``None`` with one (``transfer`` trains or loads a
+    network for the whole set: use ``run``)."""
+    if source is not None:
+        return None
+    result = stream_recipe(dataset, AUTO_RECIPE, config, progress, route="auto")
     result.info["auto"] = AUTO_RECIPE
     return result
 

@@ -12,10 +12,10 @@ import numpy as np
 from core.data.dataset import Dataset
 from core.initial.config import InitConfig
 from core.initial.grabcut import Box, Point
-from core.initial.result import InitialResult
+from core.initial.result import InitialResult, InitialStream
 from core.progress import Progress
 
-__all__ = ["Box", "DatasetRun", "ImageRun", "Point", "Route"]
+__all__ = ["Box", "DatasetRun", "DatasetStream", "ImageRun", "Point", "Route"]
 
 
 class DatasetRun(Protocol):
@@ -24,6 +24,15 @@ class DatasetRun(Protocol):
     def __call__(
         self, dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress | None
     ) -> InitialResult: ...
+
+
+class DatasetStream(Protocol):
+    """``run`` one image at a time (``InitialStream``), or ``None`` when this call cannot stream (then
+    the caller uses ``run``)."""
+
+    def __call__(
+        self, dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress | None
+    ) -> InitialStream | None: ...
 
 
 class ImageRun(Protocol):
@@ -53,6 +62,8 @@ class Route:
     """Masks for a whole dataset."""
     for_image: ImageRun | None = None
     """Mask of one image for interactive tools; ``None`` = the route needs a whole dataset."""
+    stream: DatasetStream | None = None
+    """Masks for a whole dataset one image at a time (memory of a few images); ``None`` = use ``run``."""
     network: bool = False
     """Its masks are the argmax of a GFN trained on pseudo-labels (``RunConfig.init_postprocess``
     applies; an image with several labels gets its first)."""

@@ -10,9 +10,9 @@ import numpy as np
 from core.data.dataset import Dataset
 from core.initial.config import InitConfig
 from core.initial.resize import resize_probs
-from core.initial.result import InitialResult
+from core.initial.result import InitialResult, InitialStream
 from core.initial.routes.base import Box, Point
-from core.initial.routes.maps import run_recipe
+from core.initial.routes.maps import run_recipe, stream_recipe
 from core.initial.scores import colour_confidence
 from core.progress import Progress
 
@@ -21,6 +21,11 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
     """Class CAMs (ImageNet classes mapped from the class name, or a classifier trained on the
     labels, see ``InitConfig.cam_source``) + dense CRF for every image; ``source`` is not used."""
     return run_recipe(dataset, "cam", config, progress, route="cam")
+
+
+def stream(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress | None) -> InitialStream:
+    """``run`` one image at a time."""
+    return stream_recipe(dataset, "cam", config, progress, route="cam")
 
 
 def for_image(

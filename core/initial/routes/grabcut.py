@@ -11,9 +11,9 @@ import numpy as np
 from core.data.dataset import Dataset
 from core.initial.config import InitConfig
 from core.initial.resize import resize_mask, resize_probs
-from core.initial.result import InitialResult
+from core.initial.result import InitialResult, InitialStream
 from core.initial.routes.base import Box, Point
-from core.initial.routes.maps import run_recipe
+from core.initial.routes.maps import run_recipe, stream_recipe
 from core.initial.scores import colour_confidence
 from core.progress import Progress
 
@@ -22,6 +22,11 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
     """GrabCut seeded by the coarse map ``config.coarse`` in the box of ``config.box_mode`` for
     every image; ``source`` is not used."""
     return run_recipe(dataset, "grabcut", config, progress, route="grabcut")
+
+
+def stream(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress | None) -> InitialStream:
+    """``run`` one image at a time."""
+    return stream_recipe(dataset, "grabcut", config, progress, route="grabcut")
 
 
 def for_image(

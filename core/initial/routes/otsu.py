@@ -45,7 +45,6 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
     are; a GFN trained on them labels the rest. Images take their first label; ``source`` is not used."""
     from core.initial.gfn_bridge import predict_gfn, train_gfn
     from core.initial.otsu import ignore_band, otsu_mask
-    from core.io.images import image_size
 
     cmap = dataset.classmap
     k = cmap.num_classes
@@ -71,9 +70,9 @@ def run(dataset: Dataset, *, source: Any, config: InitConfig, progress: Progress
     for i in picked:
         s = samples[i]
         mask = masks[i].astype(np.uint8) * image_classes(s, cmap)[0]
-        out.add(s.stem, onehot(mask, k, soft=0.1), image_size(s.image_path), stats[i].separability, mask=mask)
+        out.add(s.stem, onehot(mask, k, soft=0.1), s.image_hw, stats[i].separability, mask=mask)
     rest = [i for i in range(len(samples)) if i not in picked_set]
-    preds = predict_gfn(model, [samples[i].image_path for i in rest], config, progress=progress)
+    preds = predict_gfn(model, [samples[i].image_source for i in rest], config, progress=progress)
     for i, pred in zip(rest, preds):
         s = samples[i]
         probs = fg_to_probs(pred.probs[1], image_classes(s, cmap)[0], k)

@@ -93,7 +93,7 @@ def _from_dataset(dataset: Dataset, source: Dataset, config: InitConfig, progres
     pairs = []
     for s in src:
         m = s.require_mask()
-        pairs.append((s.image_path, m if same else binarise_source_mask(m)))
+        pairs.append((s.image_source, m if same else binarise_source_mask(m)))
     model = train_gfn(pairs, k if same else 2, config, progress=progress)
     model_classes = cmap if same else ClassMap(("background", "object"))
     info = {
@@ -128,7 +128,7 @@ def _label_with(
     same = model_classes == cmap and k > 2
     out = Collector(config.keep_probs)
     samples = list(dataset)
-    for s, pred in zip(samples, predict_gfn(model, [s.image_path for s in samples], config, progress=progress)):
+    for s, pred in zip(samples, predict_gfn(model, [s.image_source for s in samples], config, progress=progress)):
         classes = image_classes(s, cmap)
         probs = keep_classes(pred.probs, classes) if same else fg_to_probs(1.0 - pred.probs[0], classes[0], k)
         out.add(s.stem, probs, probs.shape[1:], margin_confidence(probs))
