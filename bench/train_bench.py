@@ -198,6 +198,7 @@ def bench_quality(
     sets: list[str],
     legacy: bool,
     modules: str | None,
+    gf_mode: str | None,
     work: Path,
     log_path: Path,
 ) -> dict[str, Any]:
@@ -206,6 +207,7 @@ def bench_quality(
 
     model, pred = work / "model.pt", work / "pred"
     extra = (["--legacy-recipe"] if legacy else []) + (["--modules", modules] if modules else [])
+    extra += ["--gf-mode", gf_mode] if gf_mode else []
     for item in sets:
         extra += ["--set", item]
     length = ["--time-budget", str(budget)] if budget > 0 else ["--epochs", str(epochs)]
@@ -265,6 +267,7 @@ def bench_quality(
         "train_config": rec.train_config,
         "legacy": legacy,
         "modules": modules,
+        "gf_mode": gf_mode,
         "set": sets,
     }
 
@@ -290,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="quality: TrainConfig override")
     ap.add_argument("--legacy-recipe", action="store_true", help="quality: train with the legacy recipe")
     ap.add_argument("--modules", default=None, help="quality: GFN module set (train --modules), default train's")
+    ap.add_argument("--gf-mode", default=None, help="quality: the network's guided filter (train --gf-mode)")
     ap.add_argument("--label", default=None, help="name of the result files (default from the settings)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -319,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     label = args.label or (
         ("legacy" if args.legacy_recipe else "default")
         + (f"_{args.modules}" if args.modules else "")
+        + (f"_gf_{args.gf_mode}" if args.gf_mode else "")
         + "".join(f"_{s}" for s in args.set)
     )
     length = f"{args.time_budget:.0f}s" if args.time_budget else f"{args.epochs}ep"
@@ -333,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             args.set,
             args.legacy_recipe,
             args.modules,
+            args.gf_mode,
             Path(tmp),
             RESULTS / f"{stem}.log",
         )

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from core.network.config import ABLATIONS, BACKBONES
+    from core.network.config import ABLATIONS, BACKBONES, GF_MODES, GFNConfig
     from core.training.config import TrainConfig
 
     d = TrainConfig()
@@ -37,6 +37,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
         choices=list(ABLATIONS),
         default=None,
         help="GFN module set (default: GFNConfig's, every module on)",
+    )
+    p.add_argument(
+        "--gf-mode",
+        choices=GF_MODES,
+        default=None,
+        help=f"guided filter of the network: stride4 or fast (full-resolution guidance; default {GFNConfig.gf_mode})",
     )
     p.add_argument("--crop-size", type=int, default=None, help=f"training crop side (default {d.crop_size})")
     p.add_argument("--batch-size", type=int, default=None, help=f"default {d.batch_size}")
@@ -135,6 +141,8 @@ def run(args) -> int:
     pairs = _pairs(Path(args.images), Path(args.masks))
     classmap = _classmap(pairs, args.classes)
     net = {"backbone": args.backbone, "pretrained": not args.no_pretrained, "num_classes": classmap.num_classes}
+    if getattr(args, "gf_mode", None):
+        net["gf_mode"] = args.gf_mode
     modules = getattr(args, "modules", None)
     gcfg = GFNConfig.for_ablation(modules, **net) if modules else GFNConfig(**net)
     try:
