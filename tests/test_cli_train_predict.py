@@ -77,9 +77,9 @@ def test_train_classes_from_max_index_and_refusals(example: Path, tmp_path: Path
     assert load_checkpoint(model).classmap.names == ("background", "class_1", "class_2", "class_3")
     capsys.readouterr()
     assert main([*args, *FAST]) == 2 and "already exists" in capsys.readouterr().err
+    assert load_checkpoint(model).config.gf_mode == "fast"  # train's default (TRAIN_GF_MODE)
+    assert main([*args, *FAST, "--overwrite", "--gf-mode", "stride4"]) == 0
     assert load_checkpoint(model).config.gf_mode == "stride4"
-    assert main([*args, *FAST, "--overwrite", "--gf-mode", "fast"]) == 0
-    assert load_checkpoint(model).config.gf_mode == "fast"
     rc = main(
         [
             "train",
