@@ -92,6 +92,8 @@ def check_paths(images_dir: Path, out: Path, images: Sequence[Path], targets: Se
 
 
 def run(args) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
     from core.cli import CLIError
@@ -120,10 +122,19 @@ def run(args) -> int:
             f"{len(existing)} mask(s) already exist in {out} (e.g. {existing[0].name}); "
             "pass --overwrite to replace them"
         )
-    check_images(images)
-    loaded = load_runner(
-        args.model, runtime=args.runtime, threads=args.threads or None, cache=None if args.no_onnx_cache else "default"
-    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-images") as pool:
+        checked = pool.submit(check_images, images)  # decoding the pictures overlaps loading the model
+        try:
+            loaded = load_runner(
+                args.model,
+                runtime=args.runtime,
+                threads=args.threads or None,
+                cache=None if args.no_onnx_cache else "default",
+            )
+        except Exception:
+            checked.result()  # a bad picture is reported first, as when checked before the model
+            raise
+        checked.result()
     log.info(
         "model %s: ONNX cache %s, %s", args.model, loaded.cache, {k: round(v, 3) for k, v in loaded.seconds.items()}
     )

@@ -36,7 +36,7 @@ ENV = "GFN_AUTOLABEL_ONNX_CACHE"
 _OFF = ("", "0", "off", "no", "none", "false")
 _MAGIC = b"GFNONNX1"
 _SUFFIX = ".onnxc"
-WRAPPER_VERSION = 1
+WRAPPER_VERSION = 2
 """Bump when :class:`core.inference.export.ProbsWrapper` or the export options change the graph."""
 
 

@@ -56,7 +56,7 @@ def _probs(runner: Runner, model: nn.Module | None, images: list[np.ndarray], tt
     probabilities are averaged in. A runtime error of ONNX Runtime is logged and the batch is
     predicted with torch (when there is a ``model``; a given runner handles its own failures).
     """
-    x = np.stack(images)
+    x = images[0][None] if len(images) == 1 else np.stack(images)
     if tta_flip:
         x = np.concatenate([x, x[:, :, ::-1]])
     try:
