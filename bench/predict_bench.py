@@ -13,6 +13,8 @@ Rows (images/s on real photos, the Weizmann horses by default, network at ``--ma
                  folder each call): checkpoint load, export, decoding, network, writing the masks
   cli onnx warm  the same with the graph already in the cache (every call after the first with the
                  same checkpoint): no export, no torch model
+  cli onnx warm, own process  ``python -m core predict ...`` as a user runs it: the same as the warm
+                 row plus starting Python and importing torch, ONNX Runtime, OpenCV, ...
 
 After the timed rounds, one stage breakdown (seconds for all the images, each stage alone, one
 after the other) shows where the CLI's time goes: checking the pictures, the model (cold: load +
@@ -41,6 +43,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -143,6 +146,14 @@ def speed_rows(args: argparse.Namespace, model: torch.nn.Module, paths: list[Pat
 
         return go
 
+    def run_cli_process() -> int:
+        out = tmp / "out_process"
+        argv = ["predict", "--model", ckpt, "--images", str(images_dir), "--out", str(out), "--overwrite"]
+        env = {**os.environ, ENV: str(warm_cache), "OMP_WAIT_POLICY": "PASSIVE"}
+        cmd = [sys.executable, "-m", "core", *argv, "--max-side", str(args.max_side)]
+        subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True)
+        return len(list(out.glob("*.png")))
+
     exports = []
     for _ in range(3):
         clear_cache()
@@ -158,6 +169,7 @@ def speed_rows(args: argparse.Namespace, model: torch.nn.Module, paths: list[Pat
         rows["cli torch"] = run_cli("torch")
         rows["cli onnx cold (empty cache)"] = run_cli("onnx", "cold")
         rows["cli onnx warm (cached graph)"] = run_cli("onnx", "warm")
+        rows["cli onnx warm, own process"] = run_cli_process
         run_cli("onnx", "warm")()  # fills the warm cache
     with torch.inference_mode():  # warm-up (allocators, the session's first run)
         ref_net(ref_inputs[0])
