@@ -185,6 +185,7 @@ def speed_rows(args: argparse.Namespace, model: torch.nn.Module, paths: list[Pat
         "stages_s": stage_breakdown(args, paths, run_cli("onnx", "cold"), run_cli("onnx", "warm"), warm_cache)
         if ckpt
         else {},
+        "tmp": str(tmp),
         "images": len(paths),
         "max_side": args.max_side,
         "export_s_median": statistics.median(exports),
@@ -212,6 +213,8 @@ def stage_breakdown(
         t = time.perf_counter()
         cache = OnnxCache(warm_cache if name == "warm" else tempfile.mkdtemp(prefix="predict_bench_stage_"))
         loaded = load_runner(args.model, cache=cache)
+        if name == "cold":
+            shutil.rmtree(cache.folder, ignore_errors=True)
         st["model (" + ", ".join(f"{k} {v:.2f}" for k, v in loaded.seconds.items()) + ")"] = time.perf_counter() - t
         t = time.perf_counter()
         smalls = [limit_side(read_image(p, max_side=args.max_side), args.max_side) for p in paths]
@@ -361,6 +364,8 @@ def main() -> None:
         results["openvino"] = openvino_rows(args, model, paths)
     results["machine"]["load_avg_at_end"] = os.getloadavg()
     print(json.dumps(results, indent=1))
+    if "speed" in results:
+        shutil.rmtree(results["speed"].pop("tmp"), ignore_errors=True)
     if "speed" in results:
         s = results["speed"]
         head = f"{s['images']} images, max_side {s['max_side']}, medians of {args.runs} runs"
