@@ -7,8 +7,19 @@ Rows (images/s on real photos, the Weizmann horses by default, network at ``--ma
   predict torch  ``core.training.predict.predict(model, paths, max_side=320, runtime="torch")``
   predict onnx   the same with ``runtime="onnx"`` (the model exported once before the runs; the
                  export time is a row of its own)
-  cli torch/onnx ``gfn-autolabel predict --model M --images DIR --out DIR --max-side 320`` in process:
-                 checkpoint load, export (onnx), decoding, network, writing the masks
+  cli torch      ``gfn-autolabel predict --model M --images DIR --out DIR --max-side 320`` in process:
+                 checkpoint load, decoding, network, writing the masks
+  cli onnx cold  the same on ONNX Runtime with an empty ONNX cache (a new ``GFN_AUTOLABEL_ONNX_CACHE``
+                 folder each call): checkpoint load, export, decoding, network, writing the masks
+  cli onnx warm  the same with the graph already in the cache (every call after the first with the
+                 same checkpoint): no export, no torch model
+  cli onnx warm, own process  ``python -m core predict ...`` as a user runs it: the same as the warm
+                 row plus starting Python and importing torch, ONNX Runtime, OpenCV, ...
+
+After the timed rounds, one stage breakdown (seconds for all the images, each stage alone, one
+after the other) shows where the CLI's time goes: checking the pictures, the model (cold: load +
+export + session; warm: hash + cache read + session), decoding, the network, the argmax and
+upsampling, PNG encoding, and the rest of the CLI (the CLI's own time minus these).
 
 The rows run interleaved (one of each per round, ``--runs`` rounds) and the medians are reported
 with the ratio to the reference of the same run, the machine and its load average.
@@ -30,7 +41,9 @@ import json
 import logging
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +58,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from core.inference import clear_cache, export_onnx, runner_for  # noqa: E402
+from core.inference.cache import ENV  # noqa: E402
 from core.inference.export import INPUT  # noqa: E402
 from core.inference.session import cpu_count, make_session  # noqa: E402
 from core.network import GFNConfig, build_model  # noqa: E402
@@ -114,15 +128,31 @@ def speed_rows(args: argparse.Namespace, model: torch.nn.Module, paths: list[Pat
     images_dir = Path(paths[0]).parent
     ckpt = args.model
 
-    def run_cli(runtime: str) -> Callable[[], int]:
+    warm_cache = tmp / "onnx_cache_warm"
+
+    def run_cli(runtime: str, cache: str = "warm") -> Callable[[], int]:
         def go() -> int:
-            out = tmp / f"out_{runtime}"
+            out = tmp / f"out_{runtime}_{cache}"
             argv = ["predict", "--model", ckpt, "--images", str(images_dir), "--out", str(out), "--overwrite"]
-            if cli([*argv, "--max-side", str(args.max_side), "--runtime", runtime]) != 0:
-                raise RuntimeError(f"the predict command failed ({runtime})")
+            folder = warm_cache if cache == "warm" else Path(tempfile.mkdtemp(prefix="cold_", dir=tmp))
+            os.environ[ENV] = str(folder)
+            try:
+                if cli([*argv, "--max-side", str(args.max_side), "--runtime", runtime]) != 0:
+                    raise RuntimeError(f"the predict command failed ({runtime})")
+            finally:
+                if cache == "cold":
+                    shutil.rmtree(folder, ignore_errors=True)
             return len(list(out.glob("*.png")))
 
         return go
+
+    def run_cli_process() -> int:
+        out = tmp / "out_process"
+        argv = ["predict", "--model", ckpt, "--images", str(images_dir), "--out", str(out), "--overwrite"]
+        env = {**os.environ, ENV: str(warm_cache), "OMP_WAIT_POLICY": "PASSIVE"}
+        cmd = [sys.executable, "-m", "core", *argv, "--max-side", str(args.max_side)]
+        subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True)
+        return len(list(out.glob("*.png")))
 
     exports = []
     for _ in range(3):
@@ -137,7 +167,10 @@ def speed_rows(args: argparse.Namespace, model: torch.nn.Module, paths: list[Pat
     }
     if ckpt and len(paths) == len(list(images_dir.glob("*.jpg"))):
         rows["cli torch"] = run_cli("torch")
-        rows["cli onnx"] = run_cli("onnx")
+        rows["cli onnx cold (empty cache)"] = run_cli("onnx", "cold")
+        rows["cli onnx warm (cached graph)"] = run_cli("onnx", "warm")
+        rows["cli onnx warm, own process"] = run_cli_process
+        run_cli("onnx", "warm")()  # fills the warm cache
     with torch.inference_mode():  # warm-up (allocators, the session's first run)
         ref_net(ref_inputs[0])
     for runtime in ("torch", "onnx"):
@@ -149,6 +182,10 @@ def speed_rows(args: argparse.Namespace, model: torch.nn.Module, paths: list[Pat
         log.info("run %d/%d: %s", r + 1, args.runs, {k: round(v[-1], 2) for k, v in figures.items()})
     ratios = {k: [v / ref for v, ref in zip(vs, figures[next(iter(rows))])] for k, vs in figures.items()}
     return {
+        "stages_s": stage_breakdown(args, paths, run_cli("onnx", "cold"), run_cli("onnx", "warm"), warm_cache)
+        if ckpt
+        else {},
+        "tmp": str(tmp),
         "images": len(paths),
         "max_side": args.max_side,
         "export_s_median": statistics.median(exports),
@@ -156,6 +193,50 @@ def speed_rows(args: argparse.Namespace, model: torch.nn.Module, paths: list[Pat
         "median_images_per_s": {k: statistics.median(v) for k, v in figures.items()},
         "median_ratio_to_reference": {k: statistics.median(v) for k, v in ratios.items()},
     }
+
+
+def stage_breakdown(
+    args: argparse.Namespace, paths: list[Path], cold: Callable[[], int], warm: Callable[[], int], warm_cache: Path
+) -> dict[str, dict[str, float]]:
+    """Seconds for all ``paths`` per stage of ``predict`` (each stage alone), for a cold and a warm call."""
+    from core.inference.cache import OnnxCache
+    from core.inference.checkpoint_runner import load_runner
+    from core.io.images import check_images, encode_png, image_size, read_image
+    from core.training.predict import _finish
+
+    out: dict[str, dict[str, float]] = {}
+    for name, call in (("cold", cold), ("warm", warm)):
+        st: dict[str, float] = {}
+        t = time.perf_counter()
+        check_images(paths)
+        st["check pictures"] = time.perf_counter() - t
+        t = time.perf_counter()
+        cache = OnnxCache(warm_cache if name == "warm" else tempfile.mkdtemp(prefix="predict_bench_stage_"))
+        loaded = load_runner(args.model, cache=cache)
+        if name == "cold":
+            shutil.rmtree(cache.folder, ignore_errors=True)
+        st["model (" + ", ".join(f"{k} {v:.2f}" for k, v in loaded.seconds.items()) + ")"] = time.perf_counter() - t
+        t = time.perf_counter()
+        smalls = [limit_side(read_image(p, max_side=args.max_side), args.max_side) for p in paths]
+        st["decode + downscale"] = time.perf_counter() - t
+        t = time.perf_counter()
+        probs = [loaded.runner(x[None])[0] for x in smalls]
+        st["network (batch 1)"] = time.perf_counter() - t
+        t = time.perf_counter()
+        masks = [_finish(p, image_size(path)).mask for p, path in zip(probs, paths)]
+        st["upsample + argmax"] = time.perf_counter() - t
+        t = time.perf_counter()
+        for m in masks:
+            encode_png(m)
+        st["PNG encode"] = time.perf_counter() - t
+        parts = sum(st.values())
+        t = time.perf_counter()
+        call()
+        st["whole CLI call"] = time.perf_counter() - t
+        st["CLI minus the stages (overlap < 0 < overhead)"] = st["whole CLI call"] - parts
+        out[name] = st
+        log.info("stages %s: %s", name, {k: round(v, 3) for k, v in st.items()})
+    return out
 
 
 def _session_speed(sessions: dict[str, Any], inputs: list[np.ndarray], runs: int) -> dict[str, float]:
@@ -284,8 +365,14 @@ def main() -> None:
     results["machine"]["load_avg_at_end"] = os.getloadavg()
     print(json.dumps(results, indent=1))
     if "speed" in results:
+        shutil.rmtree(results["speed"].pop("tmp"), ignore_errors=True)
+    if "speed" in results:
         s = results["speed"]
         head = f"{s['images']} images, max_side {s['max_side']}, medians of {args.runs} runs"
+        for name, st in s.get("stages_s", {}).items():
+            print(f"\nstages of one CLI call, {name} cache (s for {s['images']} images, each stage alone):")
+            for k, v in st.items():
+                print(f"  {k:60s} {v:7.3f}")
         print(f"\n{head}; ONNX export {s['export_s_median']:.2f} s")
         for k, v in s["median_images_per_s"].items():
             print(f"  {k:40s} {v:6.2f} img/s  {s['median_ratio_to_reference'][k]:.2f}x reference")

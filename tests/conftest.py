@@ -51,6 +51,8 @@ def _isolate_fiftyone() -> pathlib.Path:
 
 
 FIFTYONE_TMP = _isolate_fiftyone()
+# exported ONNX graphs (core.inference.cache) go to this session's folder, never the user's cache
+os.environ["GFN_AUTOLABEL_ONNX_CACHE"] = str(FIFTYONE_TMP / "onnx_cache")
 
 KINDS = ("unit", "integration", "e2e")
 
@@ -64,7 +66,7 @@ _UNIT = """
     test_inference_pipeline
 """
 _INTEGRATION = """
-    test_inference
+    test_inference test_inference_cache
     test_refine_fixed test_fiftyone_review
     test_bad_inputs test_formats_fiftyone test_cli_convert_evaluate test_cli_run test_cli_train_predict test_distributed
     test_fiftyone_plugin

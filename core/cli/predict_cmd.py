@@ -5,6 +5,10 @@ beside ``--out`` and moved in only when all are done, and ``--out`` may not be t
 so a failing run leaves ``--out`` as it was and never touches a picture. With ``--max-side`` a
 large JPEG is decoded at a reduced scale (``core.io.images.read_image``) and its mask scaled back
 to the picture's size (nearest neighbour), so memory stays small for huge photos.
+
+With ONNX Runtime (the default) the exported graph is kept in an on-disk cache keyed by the
+checkpoint's bytes (:mod:`core.inference.cache`): a later call with the same checkpoint neither
+exports nor builds the torch model. ``--no-onnx-cache`` or ``GFN_AUTOLABEL_ONNX_CACHE=off`` turns it off.
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--max-side", type=int, default=None, help="run the network on images downscaled to this side")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--runtime", choices=("onnx", "torch"), default="onnx", help="onnx (ONNX Runtime, default) or torch")
+    p.add_argument(
+        "--no-onnx-cache",
+        action="store_true",
+        help="export the model again instead of using the on-disk cache of exported graphs "
+        "(~/.cache/gfn-autolabel/onnx, or $GFN_AUTOLABEL_ONNX_CACHE; 'off' there disables it too)",
+    )
     return p
 
 
@@ -82,14 +92,16 @@ def check_paths(images_dir: Path, out: Path, images: Sequence[Path], targets: Se
 
 
 def run(args) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
     from core.cli import CLIError
     from core.cli.progress import ProgressBars
     from core.inference import WriteBehind
+    from core.inference.checkpoint_runner import load_runner
     from core.io.atomic import OutputExistsError, check_folder_target, staged_dir
     from core.io.images import check_images, list_images, write_mask
-    from core.network.checkpoint import load_checkpoint
     from core.training.predict import predict
 
     if args.max_side is not None and args.max_side < 16:
@@ -110,20 +122,35 @@ def run(args) -> int:
             f"{len(existing)} mask(s) already exist in {out} (e.g. {existing[0].name}); "
             "pass --overwrite to replace them"
         )
-    check_images(images)
-    ckpt = load_checkpoint(args.model)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-images") as pool:
+        checked = pool.submit(check_images, images)  # decoding the pictures overlaps loading the model
+        try:
+            loaded = load_runner(
+                args.model,
+                runtime=args.runtime,
+                threads=args.threads or None,
+                cache=None if args.no_onnx_cache else "default",
+            )
+        except Exception:
+            checked.result()  # a bad picture is reported first, as when checked before the model
+            raise
+        checked.result()
+    log.info(
+        "model %s: ONNX cache %s, %s", args.model, loaded.cache, {k: round(v, 3) for k, v in loaded.seconds.items()}
+    )
     pictures = images if args.max_side is None else _Pictures(images, args.max_side)
     with staged_dir(out) as tmp, ProgressBars() as bars, WriteBehind() as writer:  # masks written by a thread
         preds = predict(
-            ckpt.model,
+            loaded.model,
             pictures,
             batch_size=args.batch_size,
             tta_flip=args.tta,
             max_side=args.max_side,
             progress=bars,
             runtime=args.runtime,
+            runner=loaded.runner,
         )
         for path, stem, pred in zip(images, stems, preds):
             writer.submit(lambda p=path, s=stem, m=pred.mask: write_mask(tmp / f"{s}.png", _at_image_size(m, p)))
-    print(f"wrote {len(targets)} mask(s) to {out} (classes: {', '.join(ckpt.classmap.names)})")
+    print(f"wrote {len(targets)} mask(s) to {out} (classes: {', '.join(loaded.class_names)})")
     return 0

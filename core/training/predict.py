@@ -49,20 +49,20 @@ def _prepare(src: ImageLike, index: int, max_side: int | None) -> _Input:
     return _Input(small=limit_side(image, max_side), size=(image.shape[0], image.shape[1]))
 
 
-def _probs(runner: Runner, model: nn.Module, images: list[np.ndarray], tta_flip: bool) -> np.ndarray:
+def _probs(runner: Runner, model: nn.Module | None, images: list[np.ndarray], tta_flip: bool) -> np.ndarray:
     """Softmax probabilities ``(B, K, h, w)`` for same-size images ``(h, w, 3) uint8``.
 
     With ``tta_flip`` the mirrored images run in the same batch and their flipped-back
     probabilities are averaged in. A runtime error of ONNX Runtime is logged and the batch is
-    predicted with torch.
+    predicted with torch (when there is a ``model``; a given runner handles its own failures).
     """
-    x = np.stack(images)
+    x = images[0][None] if len(images) == 1 else np.stack(images)
     if tta_flip:
         x = np.concatenate([x, x[:, :, ::-1]])
     try:
         probs = runner(x)
     except Exception as exc:
-        if isinstance(runner, TorchRunner):
+        if isinstance(runner, TorchRunner) or model is None:
             raise
         log.warning("ONNX Runtime failed on a batch of shape %s (%s); predicting it with torch", x.shape, exc)
         probs = TorchRunner(model)(x)
@@ -78,11 +78,23 @@ def _finish(probs: np.ndarray, size: tuple[int, int]) -> Prediction:
         t = torch.from_numpy(np.ascontiguousarray(probs))[None]
         probs = F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0].numpy()
     p = np.ascontiguousarray(probs, dtype=np.float32)
-    return Prediction(mask=p.argmax(0).astype(np.uint8), probs=p)
+    return Prediction(mask=_argmax(p), probs=p)
+
+
+def _argmax(p: np.ndarray) -> np.ndarray:
+    """``p.argmax(0).astype(uint8)`` for ``(K, H, W)``, ties to the lower index like ``argmax``, but one
+    pass per class instead of a strided reduction over the first axis (about 30x faster for K = 2)."""
+    mask = np.zeros(p.shape[1:], np.uint8)
+    best = p[0].copy()
+    for k in range(1, p.shape[0]):
+        better = p[k] > best
+        mask[better] = k
+        np.maximum(best, p[k], out=best)
+    return mask
 
 
 def predict(
-    model: nn.Module,
+    model: nn.Module | None,
     images: Iterable[ImageLike],
     *,
     batch_size: int = 4,
@@ -90,6 +102,7 @@ def predict(
     max_side: int | None = None,
     progress: Progress | None = None,
     runtime: str = "onnx",
+    runner: Runner | None = None,
 ) -> Iterator[Prediction]:
     """Predict each image in turn (a generator; at most a few images are held in memory).
 
@@ -107,6 +120,8 @@ def predict(
         runtime: ``"onnx"`` (default): ONNX Runtime on an export of the model's current weights,
             cached while they stay the same (torch, with a WARNING, when the export fails);
             ``"torch"``: the model itself.
+        runner: run the network with this instead of ``runtime``'s runner of ``model`` (e.g. a
+            session loaded from :mod:`core.inference.cache`); ``model`` may then be ``None``.
 
     Yields:
         One :class:`Prediction` per image, in order, at the image's original size.
@@ -117,13 +132,15 @@ def predict(
         raise ValueError(f"max_side must be >= 16 or None, got {max_side}")
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
+    if model is None and runner is None:
+        raise ValueError("predict needs a model or a runner")
     net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     total = len(images) if hasattr(images, "__len__") else 0  # type: ignore[arg-type]
-    return _predict(net, images, batch_size, tta_flip, max_side, progress, runtime, total)
+    return _predict(net, images, batch_size, tta_flip, max_side, progress, runtime, total, runner)
 
 
 def _predict(
-    net: nn.Module,
+    net: nn.Module | None,
     images: Iterable[ImageLike],
     batch_size: int,
     tta_flip: bool,
@@ -131,16 +148,18 @@ def _predict(
     progress: Progress | None,
     runtime: str,
     total: int,
+    runner: Runner | None,
 ) -> Iterator[Prediction]:
-    was_training = net.training
-    net.eval()
-    runner: Runner | None = None
+    was_training = net.training if net is not None else False
+    if net is not None:
+        net.eval()
     done = 0
     batch: list[_Input] = []
 
     def flush() -> Iterator[Prediction]:
         nonlocal done, runner
         if runner is None:  # the export waits for the first batch: nothing to do for no images
+            assert net is not None  # (checked by predict)
             runner = runner_for(net, runtime)
         probs = _probs(runner, net, [b.small for b in batch], tta_flip)
         sizes = [b.size for b in batch]
@@ -161,4 +180,5 @@ def _predict(
             yield from flush()
     finally:
         reader.close()
-        net.train(was_training)
+        if net is not None:
+            net.train(was_training)
