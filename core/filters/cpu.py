@@ -11,14 +11,16 @@ only there: it pads by reflection (``BORDER_REFLECT``), so its results differ fr
 Everything works on ``(N, H, W)`` planes, one per channel (arithmetic over the whole batch at
 once, OpenCV one image at a time), so nothing of shape ``(N, H, W, C, C)`` is ever built; the
 colour (and two-channel) inverse is the closed-form adjugate. The window means are taken in batches
-(all 13 of a colour guide and one signal at once, then the 4 of the coefficients), one task per
-plane and image on OpenCV's number of threads (:func:`run_parallel`: ``cv2.boxFilter`` itself is
-single-threaded); for float32 and ``r <= 3`` two separable 1-D passes replace ``boxFilter``.
-Arithmetic is torch's (in place, fused ``addcmul``, multi-threaded) on NumPy-allocated planes that
-OpenCV reads and writes without copies, recycled between calls (:class:`Arena`). The backward pass is the chain rule through the
-same equations, written out by hand; the box mean is ``B = F S / (2r+1)^2`` (``S`` the symmetric
-zero-padded window sum, ``F`` the border factors), so ``B^T g = S(F g) / (2r+1)^2``.
-``gradcheck`` checks it against finite differences.
+(the 13 of a colour guide and one signal at once, then the 4 of the coefficients), one task per
+plane and image, on OpenCV's number of threads (:func:`run_parallel`; ``cv2.boxFilter`` itself is
+single-threaded); for float32 and ``r <= 3`` two separable 1-D passes replace ``boxFilter``. The
+arithmetic between them is torch's (in place, fused ``addcmul``) on blocks of rows small enough to
+stay in a core's cache, the blocks shared out on the same threads (the planes are too large for the
+cache: whole-plane operations ran at memory speed, and a second torch thread gained nothing). The
+planes are NumPy-allocated, so OpenCV reads and writes them without copies, and recycled between
+calls (:class:`Arena`). The backward pass is the chain rule through the same equations, written out
+by hand; the box mean is ``B = F S / (2r+1)^2`` (``S`` the symmetric zero-padded window sum, ``F``
+the border factors), so ``B^T g = S(F g) / (2r+1)^2``. ``gradcheck`` checks it against finite differences.
 """
 
 # ruff: noqa: E741  (`I` is the guide image, as in the paper's equations, like core/filters/guided.py)
@@ -93,6 +95,7 @@ def run_parallel(tasks: Sequence[Callable[[], object]], pixels: int) -> None:
             task()
         return
     todo = list(reversed(tasks))
+    inference = torch.is_inference_mode_enabled()  # (thread-local: the helpers take the caller's)
 
     def drain() -> None:
         while True:
@@ -102,7 +105,11 @@ def run_parallel(tasks: Sequence[Callable[[], object]], pixels: int) -> None:
                 return
             task()
 
-    futures = [_helpers().submit(drain) for _ in range(n - 1)]
+    def helper() -> None:
+        with torch.inference_mode(inference):
+            drain()
+
+    futures = [_helpers().submit(helper) for _ in range(n - 1)]
     try:
         drain()
     except BaseException:
@@ -286,50 +293,90 @@ def _sym(i: int, j: int) -> tuple[int, int]:
     return (i, j) if i <= j else (j, i)
 
 
+_BLOCK_ELEMENTS = 1 << 15  # elements per row block: torch runs an op this small inline, in cache
+_local = threading.local()
+
+
+def _row_blocks(n: int, h: int, w: int) -> list[slice]:
+    """Row ranges of about ``_BLOCK_ELEMENTS`` elements of an ``(n, h, w)`` plane."""
+    rows = max(1, min(h, _BLOCK_ELEMENTS // max(1, n * w)))
+    return [slice(y, min(h, y + rows)) for y in range(0, h, rows)]
+
+
+def _scratch(like: Plane, rows_max: int) -> Callable[[], Plane]:
+    """An allocator of uninitialised planes shaped like ``like`` (a row block), reused by this thread.
+
+    The planes live in a per-thread list for blocks of up to ``rows_max`` rows (the list of the
+    last shape used only), so a block's temporaries stay in the thread's cache from block to block.
+    """
+    n, rows, w = like.shape
+    key = (n, rows_max, w, like.dtype)
+    if getattr(_local, "key", None) != key:
+        _local.key, _local.planes = key, []
+    planes: list[Plane] = _local.planes
+    used = 0
+
+    def new() -> Plane:
+        nonlocal used
+        if used == len(planes):
+            with torch.inference_mode(False):  # (usable in and out of inference mode)
+                planes.append(torch.empty((n, rows_max, w), dtype=like.dtype))
+        used += 1
+        return planes[used - 1][:, :rows]
+
+    return new
+
+
 def _inverse(
-    s: dict[tuple[int, int], Plane], c: int, box: Box, *, scaled: bool = True
+    s: dict[tuple[int, int], Plane],
+    c: int,
+    new: Callable[[], Plane],
+    *,
+    scaled: bool = True,
+    out: dict[tuple[int, int], Plane] | None = None,
 ) -> tuple[dict[tuple[int, int], Plane], Plane | None]:
     """Closed-form inverse of per-pixel symmetric ``c x c`` matrices (``c`` in 1, 2, 3), upper triangle.
 
-    Consumes ``s`` (its planes are reused as outputs). With ``scaled=False`` (``c > 1``) returns the
-    adjugate and ``1 / det`` (the inverse is their product; a caller with one right-hand side scales
-    that instead, 3 multiplications instead of 6); else the inverse and ``None``.
+    Consumes ``s`` (its planes are reused); temporaries come from ``new``. Returns the inverse
+    (in ``out``'s planes when given) and ``None``; with ``scaled=False`` (``c > 1``, no ``out``) the
+    adjugate and ``1 / det`` instead (the inverse is their product; a caller with one right-hand
+    side scales that, 3 multiplications instead of 6).
     """
     if c == 1:
-        return {(0, 0): s[0, 0].reciprocal_()}, None
+        return {(0, 0): torch.reciprocal(s[0, 0], out=s[0, 0] if out is None else out[0, 0])}, None
     if c == 2:
         a, b, d = s[0, 0], s[0, 1], s[1, 1]
-        inv_det = torch.mul(a, d, out=box.new()).addcmul_(b, b, value=-1).reciprocal_()
+        inv_det = torch.mul(a, d, out=new()).addcmul_(b, b, value=-1).reciprocal_()
         adj = {(0, 0): d, (0, 1): b.neg_(), (1, 1): a}
     else:
         a, b, c_ = s[0, 0], s[0, 1], s[0, 2]
         e, f, i = s[1, 1], s[1, 2], s[2, 2]
         adj = {
-            (0, 0): torch.mul(e, i, out=box.new()).addcmul_(f, f, value=-1),
-            (0, 1): torch.mul(c_, f, out=box.new()).addcmul_(b, i, value=-1),
-            (0, 2): torch.mul(b, f, out=box.new()).addcmul_(c_, e, value=-1),
-            (1, 1): torch.mul(a, i, out=box.new()).addcmul_(c_, c_, value=-1),
-            (1, 2): torch.mul(b, c_, out=box.new()).addcmul_(a, f, value=-1),
-            (2, 2): torch.mul(a, e, out=box.new()).addcmul_(b, b, value=-1),
+            (0, 0): torch.mul(e, i, out=new()).addcmul_(f, f, value=-1),
+            (0, 1): torch.mul(c_, f, out=new()).addcmul_(b, i, value=-1),
+            (0, 2): torch.mul(b, f, out=new()).addcmul_(c_, e, value=-1),
+            (1, 1): torch.mul(a, i, out=new()).addcmul_(c_, c_, value=-1),
+            (1, 2): torch.mul(b, c_, out=new()).addcmul_(a, f, value=-1),
+            (2, 2): torch.mul(a, e, out=new()).addcmul_(b, b, value=-1),
         }
-        inv_det = torch.mul(a, adj[0, 0], out=box.new()).addcmul_(b, adj[0, 1]).addcmul_(c_, adj[0, 2]).reciprocal_()
+        inv_det = torch.mul(a, adj[0, 0], out=new()).addcmul_(b, adj[0, 1]).addcmul_(c_, adj[0, 2]).reciprocal_()
     if not scaled:
         return adj, inv_det
-    for x in adj.values():
-        x.mul_(inv_det)
-    return adj, None
+    return {t: torch.mul(x, inv_det, out=x if out is None else out[t]) for t, x in adj.items()}, None
 
 
-def _matvec(m: dict[tuple[int, int], Plane], v: Sequence[Plane], box: Box) -> list[Plane]:
-    """Per-pixel ``m @ v`` for a symmetric ``m`` stored as its upper triangle (new planes)."""
+def _matvec(
+    m: dict[tuple[int, int], Plane], v: Sequence[Plane], new: Callable[[], Plane], out: Sequence[Plane] | None = None
+) -> list[Plane]:
+    """Per-pixel ``m @ v`` for a symmetric ``m`` stored as its upper triangle (new planes, or ``out``)."""
     c = len(v)
-    out = []
+    res = []
     for i in range(c):
-        acc = torch.mul(m[_sym(i, 0)], v[0], out=box.new())
+        acc = torch.mul(m[_sym(i, 0)], v[0], out=new() if out is None else out[i])
         for j in range(1, c):
             acc.addcmul_(m[_sym(i, j)], v[j])
-        out.append(acc)
-    return out
+        res.append(acc)
+    return res
 
 
 @dataclass
@@ -365,48 +412,61 @@ def coefficients(
     Returns:
         ``A[k][i] = B a_{k,i}`` and ``Bb[k] = B b_k`` (``(N, H, W)`` planes), and the saved state or ``None``.
     """
-    c = len(I)
+    c, K = len(I), len(p)
     pairs = _pairs(c)
     srcs: list[Plane | tuple[Plane, Plane]] = [*I, *((I[i], I[j]) for i, j in pairs)]
     for pk in p:
         srcs += [pk, *((I[i], pk) for i in range(c))]
     stats = box.means(srcs)  # every window mean of the inputs, in one parallel batch
-    mean_I = stats[:c]
-    sigma: dict[tuple[int, int], Plane] = {}
-    for t, (i, j) in enumerate(pairs):  # Sigma_k + eps U
-        s = stats[c + t].addcmul_(mean_I[i], mean_I[j], value=-1)
-        if i == j:
-            s.add_(eps)
-        sigma[i, j] = s
-    divide = c == 1 and not keep  # gray: a = cov / (var + eps) (He eq. 5), no inverse kept
-    fold = not keep and len(p) == 1 and c > 1  # scale the one right-hand side by 1/det, not the inverse
-    inv, inv_det = ({}, None) if divide else _inverse(sigma, c, box, scaled=not fold)
-    a_all: list[list[Plane]] = []
-    b_all: list[Plane] = []
-    mean_p_all: list[Plane] = []
-    for k in range(len(p)):
-        base = c + len(pairs) + k * (c + 1)
-        mean_p = stats[base]
-        cov = [stats[base + 1 + i].addcmul_(mean_I[i], mean_p, value=-1) for i in range(c)]  # cov_k(I_i, p)
-        if inv_det is not None:
-            for x in cov:
-                x.mul_(inv_det)
-        # He eq. 14: a_k = (Sigma_k + eps U)^-1 cov_k(I, p)
-        a = [cov[0].div_(sigma[0, 0])] if divide else _matvec(inv, cov, box)
-        # He eq. 15: b_k = mean(p) - a_k . mean(I) (in mean_p's plane unless the backward needs mean_p)
-        b = torch.addcmul(mean_p, a[0], mean_I[0], value=-1, out=cov[0]) if keep else mean_p
-        if not keep:
-            b.addcmul_(a[0], mean_I[0], value=-1)
-        for i in range(1, c):
-            b.addcmul_(a[i], mean_I[i], value=-1)
-        a_all.append(a)
-        b_all.append(b)
-        mean_p_all.append(mean_p)
+    mean_I, S = stats[:c], stats[c : c + len(pairs)]
+    mean_p = [stats[c + len(pairs) + k * (c + 1)] for k in range(K)]
+    mean_Ip = [stats[c + len(pairs) + k * (c + 1) + 1 : c + len(pairs) + (k + 1) * (c + 1)] for k in range(K)]
+    a_all = [[box.new() for _ in range(c)] for _ in range(K)]
+    b_all = [box.new() for _ in range(K)] if keep else mean_p  # (b in mean_p's plane unless the backward needs it)
+    inv = {t: box.new() for t in pairs} if keep else None
+    n, h, w = I[0].shape
+    blocks = _row_blocks(n, h, w)
+
+    def solve(rows: slice) -> None:
+        """He eqs. 14-15 on a block of rows (in the planes' own memory and this thread's cache)."""
+        mI = [x[:, rows] for x in mean_I]
+        new = _scratch(mI[0], blocks[0].stop)
+        sigma: dict[tuple[int, int], Plane] = {}
+        for t, (i, j) in enumerate(pairs):  # Sigma_k + eps U (in the plane of B(I_i I_j))
+            sigma[i, j] = S[t][:, rows].addcmul_(mI[i], mI[j], value=-1)
+            if i == j:
+                sigma[i, j].add_(eps)
+        divide = c == 1 and not keep  # gray: a = cov / (var + eps) (He eq. 5)
+        fold = not keep and K == 1 and c > 1  # scale the one right-hand side by 1/det, not the inverse
+        m, inv_det = (
+            ({}, None)
+            if divide
+            else _inverse(
+                sigma, c, new, scaled=not fold, out=None if inv is None else {t: x[:, rows] for t, x in inv.items()}
+            )
+        )
+        for k in range(K):
+            mp = mean_p[k][:, rows]
+            cov = [x[:, rows].addcmul_(mI[i], mp, value=-1) for i, x in enumerate(mean_Ip[k])]  # cov_k(I_i, p)
+            if inv_det is not None:
+                for x in cov:
+                    x.mul_(inv_det)
+            a = [x[:, rows] for x in a_all[k]]
+            if divide:
+                torch.div(cov[0], sigma[0, 0], out=a[0])
+            else:
+                _matvec(m, cov, new, out=a)  # He eq. 14: a_k = (Sigma_k + eps U)^-1 cov_k(I, p)
+            b = b_all[k][:, rows]  # He eq. 15: b_k = mean(p) - a_k . mean(I)
+            torch.addcmul(mp, a[0], mI[0], value=-1, out=b)
+            for i in range(1, c):
+                b.addcmul_(a[i], mI[i], value=-1)
+
+    run_parallel([functools.partial(solve, rows) for rows in blocks], n * h * w)
     ab = [x for a, b in zip(a_all, b_all, strict=True) for x in (*a, b)]
     means = box.means(ab, None if keep else ab)  # (in place unless the backward needs a and b)
-    A = [means[k * (c + 1) : k * (c + 1) + c] for k in range(len(p))]
-    Bb = [means[k * (c + 1) + c] for k in range(len(p))]
-    saved = Saved(list(I), list(p), mean_I, inv, a_all, mean_p_all) if keep else None
+    A = [means[k * (c + 1) : k * (c + 1) + c] for k in range(K)]
+    Bb = [means[k * (c + 1) + c] for k in range(K)]
+    saved = Saved(list(I), list(p), mean_I, inv, a_all, mean_p) if keep and inv is not None else None
     return A, Bb, saved
 
 
@@ -431,7 +491,7 @@ def coefficients_backward(
             ga[i].addcmul_(gb, s.mean_I[i], value=-1)
             gmean_I[i].addcmul_(gb, a[i], value=-1)
         gmean_p = gb
-        gcov = _matvec(s.inv, ga, box)  # a = Sigma^-1 cov: g_cov = Sigma^-T g_a, g_Sigma = -g_cov a^T
+        gcov = _matvec(s.inv, ga, box.new)  # a = Sigma^-1 cov: g_cov = Sigma^-T g_a, g_Sigma = -g_cov a^T
         for i, j in _pairs(c):
             gsigma[i, j].addcmul_(gcov[i], a[j], value=-1)
             if i != j:
@@ -465,10 +525,15 @@ def guided(
 ) -> Saved | None:
     """The guided filter of a batch, written into ``out`` (``K`` planes): ``q = A . I + Bb``."""
     A, Bb, saved = coefficients(I, p, eps, box, keep=keep)
-    for k, q in enumerate(out):
-        torch.addcmul(Bb[k], A[k][0], I[0], out=q)
-        for i in range(1, len(I)):
-            q.addcmul_(A[k][i], I[i])
+
+    def apply(rows: slice) -> None:
+        for k, q in enumerate(out):
+            qr = torch.addcmul(Bb[k][:, rows], A[k][0][:, rows], I[0][:, rows], out=q[:, rows])
+            for i in range(1, len(I)):
+                qr.addcmul_(A[k][i][:, rows], I[i][:, rows])
+
+    n, h, w = I[0].shape
+    run_parallel([functools.partial(apply, rows) for rows in _row_blocks(n, h, w)], n * h * w)
     if saved is not None:
         saved.A = A
     return saved
