@@ -268,20 +268,12 @@ class Box:
         """
         return self._run(srcs, outs, adjoint=False)
 
-    def mean(self, x: Plane, out: Plane | None = None) -> Plane:
-        """``B x``: mean over the in-image part of each window (a new plane, or ``out``)."""
-        return self._run([x], [out], adjoint=False)[0]
-
     def means_t(self, gs: Sequence[Plane], *, overwrite: bool = False) -> list[Plane]:
-        """``B^T g`` of each plane (the adjoint of :meth:`mean`: the border factors first, then the window mean).
+        """``B^T g`` of each plane (the adjoint of :meth:`means`: border factors first, then the window mean).
 
         With ``overwrite`` each ``g`` is used as scratch and holds its result.
         """
         return self._run(gs, list(gs) if overwrite else None, adjoint=True)
-
-    def mean_t(self, g: Plane, *, overwrite: bool = False) -> Plane:
-        """:meth:`means_t` of one plane."""
-        return self.means_t([g], overwrite=overwrite)[0]
 
 
 def _pairs(c: int) -> list[tuple[int, int]]:
@@ -485,8 +477,7 @@ def coefficients_backward(
     gp: list[Plane] = []
     for k, pk in enumerate(s.p):
         a, mean_p = s.a[k], s.mean_p[k]
-        ga = [box.mean_t(g) for g in gA[k]]
-        gb = box.mean_t(gBb[k])
+        *ga, gb = box.means_t([*gA[k], gBb[k]])
         for i in range(c):  # b = mean_p - a . mean_I
             ga[i].addcmul_(gb, s.mean_I[i], value=-1)
             gmean_I[i].addcmul_(gb, a[i], value=-1)
@@ -499,9 +490,8 @@ def coefficients_backward(
         for i in range(c):  # cov_i = B(I_i p) - mean_I_i mean_p
             gmean_I[i].addcmul_(gcov[i], mean_p, value=-1)
             gmean_p.addcmul_(gcov[i], s.mean_I[i], value=-1)
-        gpk = box.mean_t(gmean_p, overwrite=True)
-        for i in range(c):
-            t = box.mean_t(gcov[i], overwrite=True)
+        gpk, *ts = box.means_t([gmean_p, *gcov], overwrite=True)
+        for i, t in enumerate(ts):
             gpk.addcmul_(t, s.I[i])
             gI[i].addcmul_(t, pk)
         gp.append(gpk)
@@ -512,11 +502,11 @@ def coefficients_backward(
             geps += g.sum(dim=(1, 2), dtype=torch.float64)
         gmean_I[i].addcmul_(g, s.mean_I[j], value=-1)
         gmean_I[j].addcmul_(g, s.mean_I[i], value=-1)
-        t = box.mean_t(g, overwrite=True)
+    for (i, j), t in zip(_pairs(c), box.means_t(list(gsigma.values()), overwrite=True), strict=True):
         gI[i].addcmul_(t, s.I[j])
         gI[j].addcmul_(t, s.I[i])
-    for i in range(c):
-        gI[i] += box.mean_t(gmean_I[i], overwrite=True)
+    for gi, t in zip(gI, box.means_t(gmean_I, overwrite=True), strict=True):
+        gi += t
     return gI, gp, geps
 
 
