@@ -221,24 +221,26 @@ def test_cpu_backend_inference_mode_channels_last_and_reuse():
 
 @pytest.fixture
 def parallel_engine(monkeypatch):
-    """The CPU engine's box filters on two threads even for small images (OpenCV's thread count restored)."""
+    """The CPU engine on two threads even for small images, its arithmetic in blocks of a few rows."""
     import cv2
 
     from core.filters import cpu
 
     threads = cv2.getNumThreads()
     monkeypatch.setattr(cpu, "_MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(cpu, "_BLOCK_ELEMENTS", 1000)  # 7 rows of 2 x 71 pixels
     cv2.setNumThreads(2)
     yield cv2
     cv2.setNumThreads(threads)
 
 
 @pytest.mark.parametrize("c,k", [(3, 1), (3, 2), (1, 1)])
-@pytest.mark.parametrize("r", [2, 3, 5, 25])  # 2, 3: float32 runs the separable 1-D passes; 25 > half the size
+@pytest.mark.parametrize("r", [2, 3, 5, 40])  # 2, 3: float32 runs the separable 1-D passes; 40 > half the size
 def test_cpu_no_grad_threads_equal_serial_and_float64_reference(parallel_engine, c, k, r):
     """The no-grad engine (the path post-processing runs) on two threads == one thread, bit for bit, and
-    == the float64 torch backend to float32 rounding everywhere, borders included; float64 to 1e-10."""
-    I, p = _rand(2, c, 37, 41, seed=11), _rand(2, k, 37, 41, seed=12)
+    == the float64 torch backend to float32 rounding everywhere, borders included; float64 to 1e-10.
+    The gradients on two threads == the torch backend's."""
+    I, p = _rand(2, c, 67, 71, seed=11), _rand(2, k, 67, 71, seed=12)
     eps = torch.tensor([1e-2, 1e-3], dtype=torch.float64)
     want = guided_filter(I, p, r, eps, backend="torch")
     with torch.inference_mode():
@@ -249,6 +251,14 @@ def test_cpu_no_grad_threads_equal_serial_and_float64_reference(parallel_engine,
     torch.testing.assert_close(got, serial, rtol=0, atol=0)
     torch.testing.assert_close(got, want.float(), rtol=0, atol=2e-5)
     torch.testing.assert_close(got64, want, rtol=0, atol=1e-10)
+    parallel_engine.setNumThreads(2)
+    gq = _rand(2, k, 67, 71, seed=13)
+    grads = []
+    for backend in ("cpu", "torch"):  # the differentiable path (training) on the same threads and blocks
+        Ig, pg, eg = I.clone().requires_grad_(), p.clone().requires_grad_(), eps.clone().requires_grad_()
+        grads.append(torch.autograd.grad(guided_filter(Ig, pg, r, eg, backend=backend), (Ig, pg, eg), gq))
+    for g_cpu, g_torch in zip(*grads):
+        torch.testing.assert_close(g_cpu, g_torch, rtol=1e-8, atol=1e-9)
     if c == 3 and k == 1:  # the explicit windows of He et al.'s equations, on one image
         ref = _reference(I[0].numpy(), p[0, 0].numpy(), r, 1e-2)
         np.testing.assert_allclose(got[0, 0].numpy(), ref, rtol=0, atol=2e-5)
