@@ -219,6 +219,80 @@ def test_cpu_backend_inference_mode_channels_last_and_reuse():
     assert not guided_filter(I, p, 3, 1e-2).requires_grad  # no input needs a gradient
 
 
+@pytest.fixture
+def parallel_engine(monkeypatch):
+    """The CPU engine on two threads even for small images, its arithmetic in blocks of a few rows."""
+    import cv2
+
+    from core.filters import cpu
+
+    threads = cv2.getNumThreads()
+    monkeypatch.setattr(cpu, "_MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(cpu, "_BLOCK_ELEMENTS", 1000)  # 7 rows of 2 x 71 pixels
+    cv2.setNumThreads(2)
+    yield cv2
+    cv2.setNumThreads(threads)
+
+
+@pytest.mark.parametrize("c,k", [(3, 1), (3, 2), (1, 1)])
+@pytest.mark.parametrize("r", [2, 3, 5, 40])  # 2, 3: float32 runs the separable 1-D passes; 40 > half the size
+def test_cpu_no_grad_threads_equal_serial_and_float64_reference(parallel_engine, c, k, r):
+    """The no-grad engine (the path post-processing runs) on two threads == one thread, bit for bit, and
+    == the float64 torch backend to float32 rounding everywhere, borders included; float64 to 1e-10.
+    The gradients on two threads == the torch backend's."""
+    I, p = _rand(2, c, 67, 71, seed=11), _rand(2, k, 67, 71, seed=12)
+    eps = torch.tensor([1e-2, 1e-3], dtype=torch.float64)
+    want = guided_filter(I, p, r, eps, backend="torch")
+    with torch.inference_mode():
+        got = guided_filter(I.float(), p.float(), r, eps.float(), backend="cpu")
+        got64 = guided_filter(I, p, r, eps, backend="cpu")
+        parallel_engine.setNumThreads(1)
+        serial = guided_filter(I.float(), p.float(), r, eps.float(), backend="cpu")
+    torch.testing.assert_close(got, serial, rtol=0, atol=0)
+    torch.testing.assert_close(got, want.float(), rtol=0, atol=2e-5)
+    torch.testing.assert_close(got64, want, rtol=0, atol=1e-10)
+    parallel_engine.setNumThreads(2)
+    gq = _rand(2, k, 67, 71, seed=13)
+    grads = []
+    for backend in ("cpu", "torch"):  # the differentiable path (training) on the same threads and blocks
+        Ig, pg, eg = I.clone().requires_grad_(), p.clone().requires_grad_(), eps.clone().requires_grad_()
+        grads.append(torch.autograd.grad(guided_filter(Ig, pg, r, eg, backend=backend), (Ig, pg, eg), gq))
+    for g_cpu, g_torch in zip(*grads):
+        torch.testing.assert_close(g_cpu, g_torch, rtol=1e-8, atol=1e-9)
+    if c == 3 and k == 1:  # the explicit windows of He et al.'s equations, on one image
+        ref = _reference(I[0].numpy(), p[0, 0].numpy(), r, 1e-2)
+        np.testing.assert_allclose(got[0, 0].numpy(), ref, rtol=0, atol=2e-5)
+
+
+def test_run_parallel_uses_threads_and_reraises(parallel_engine):
+    import threading
+
+    from core.filters.cpu import run_parallel
+
+    barrier = threading.Barrier(2, timeout=30)  # passes only if two tasks run at the same time
+    names: list[str] = []
+
+    def task() -> None:
+        barrier.wait()
+        names.append(threading.current_thread().name)
+
+    run_parallel([task, task], pixels=1)
+    assert len(set(names)) == 2
+
+    def bad() -> None:
+        raise ValueError("task failed")
+
+    for i in range(4):  # raised in the calling thread or in the helper, whichever took it
+        tasks = [lambda: None] * 4
+        tasks[i] = bad
+        with pytest.raises(ValueError, match="task failed"):
+            run_parallel(tasks, pixels=1)
+    done: list[int] = []
+    parallel_engine.setNumThreads(1)  # one thread: in order, in the calling thread
+    run_parallel([lambda i=i: done.append(i) for i in range(5)], pixels=1 << 30)
+    assert done == list(range(5))
+
+
 def test_cpu_backend_autograd_contract():
     """In-place changes to inputs are caught, retain_graph works, double backward says it is unsupported."""
     I = _rand(1, 3, 8, 9).requires_grad_()
