@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +174,26 @@ def test_cli_predict_runtimes_write_the_same_masks(tmp_path: Path, capsys):
     agree = np.mean([np.mean(outs["onnx"][k] == outs["torch"][k]) for k in outs["onnx"]])
     assert agree > 0.999  # argmax ties at 1e-6 may flip a pixel
     assert "wrote 4 mask(s)" in capsys.readouterr().out
+
+
+def test_a_batch_onnx_runtime_fails_on_is_predicted_with_torch(monkeypatch, caplog):
+    """``FallbackRunner``: the one fallback of ``predict`` and of the cached-graph loader."""
+    model = _model()
+    images = _images()[:3]
+    real = runner_for(model, "onnx")
+    calls = {"onnx": 0}
+
+    def flaky(x: np.ndarray) -> np.ndarray:
+        calls["onnx"] += 1
+        if calls["onnx"] == 2:
+            raise RuntimeError("simulated ONNX Runtime failure")
+        return real(x)
+
+    monkeypatch.setattr(sys.modules[predict.__module__], "runner_for", lambda *_a, **_k: flaky)
+    with caplog.at_level(logging.WARNING):
+        got = [p.probs for p in predict(model, images, runtime="onnx", batch_size=1)]
+    assert calls["onnx"] == 3
+    warned = [r.message for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("failed on a batch" in m and "predicting it with torch" in m for m in warned) == 1
+    for g, r in zip(got, _probs(model, images, "torch"), strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-3, rtol=0)

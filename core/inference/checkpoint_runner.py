@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
+import torch
 
 from core.inference.cache import OnnxCache, checkpoint_key, default_dir
-from core.inference.runtime import OnnxRunner, Runner, TorchRunner
+from core.inference.runtime import FallbackRunner, OnnxRunner, Runner, TorchRunner, export_runner
 
 if TYPE_CHECKING:
     from torch import nn
@@ -37,7 +37,8 @@ class LoadedRunner:
         model: the torch model when it was built (a miss, or ``runtime="torch"``), else ``None``.
         cache: ``"hit"``, ``"miss"`` (exported now, stored), ``"off"`` (no cache used) or
             ``"failed"`` (the export failed: torch runs the model).
-        seconds: time per stage (``hash``, ``cache_read``, ``load_checkpoint``, ``export``, ``session``).
+        seconds: time per stage (``hash``, ``cache_read``, ``load_checkpoint``, ``export`` (with the
+            session on a miss), ``session`` (a hit)).
     """
 
     runner: Runner
@@ -45,29 +46,6 @@ class LoadedRunner:
     model: nn.Module | None
     cache: str
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-class _LazyFallbackRunner:
-    """An :class:`OnnxRunner` from the cache; if ONNX Runtime fails on a batch, the checkpoint is
-    loaded (once) and that batch predicted with torch, with a WARNING."""
-
-    name = "onnx"
-
-    def __init__(self, onnx: OnnxRunner, checkpoint: Path) -> None:
-        self.onnx = onnx
-        self.checkpoint = checkpoint
-        self._torch: TorchRunner | None = None
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        try:
-            return self.onnx(images)
-        except Exception as exc:
-            log.warning("ONNX Runtime failed on a batch of shape %s (%s); predicting it with torch", images.shape, exc)
-            if self._torch is None:
-                from core.network.checkpoint import load_checkpoint
-
-                self._torch = TorchRunner(load_checkpoint(self.checkpoint).model.eval())
-            return self._torch(images)
 
 
 def load_runner(
@@ -96,7 +74,7 @@ def load_runner(
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     seconds: dict[str, float] = {}
-    n = _threads(threads)
+    n = torch.get_num_threads() if threads is None else threads
     key = None
     if runtime == "onnx" and cache is not None:
         t = time.perf_counter()
@@ -115,8 +93,7 @@ def load_runner(
             else:
                 seconds["session"] = time.perf_counter() - t
                 names = [str(c) for c in entry.meta.get("classes", [])]
-                return LoadedRunner(_LazyFallbackRunner(onnx, path), names, None, "hit", seconds)
-    from core.inference.export import ExportError, export_onnx
+                return LoadedRunner(FallbackRunner(onnx, lambda: _torch_runner(path)), names, None, "hit", seconds)
     from core.network.checkpoint import load_checkpoint
 
     t = time.perf_counter()
@@ -127,22 +104,19 @@ def load_runner(
     if runtime == "torch" or next(model.parameters()).device.type != "cpu":
         return LoadedRunner(TorchRunner(model), names, model, "off", seconds)
     t = time.perf_counter()
-    try:
-        data = export_onnx(model)
-    except ExportError as exc:
-        log.warning("%s; predicting with torch instead", exc)
-        return LoadedRunner(TorchRunner(model), names, model, "failed", seconds)
+    made = export_runner(model, n)  # (export + session)
     seconds["export"] = time.perf_counter() - t
-    t = time.perf_counter()
-    runner = OnnxRunner(data, threads=n)
-    seconds["session"] = time.perf_counter() - t
+    if made is None:
+        return LoadedRunner(TorchRunner(model), names, model, "failed", seconds)
+    runner = FallbackRunner(made[0], lambda: TorchRunner(model))
     if cache is None or key is None:
         return LoadedRunner(runner, names, model, "off", seconds)
-    cache.put(key, data, {"classes": names, "checkpoint": str(path)})
+    cache.put(key, made[1], {"classes": names, "checkpoint": str(path)})
     return LoadedRunner(runner, names, model, "miss", seconds)
 
 
-def _threads(threads: int | None) -> int:
-    import torch
+def _torch_runner(path: Path) -> TorchRunner:
+    """The checkpoint's model on torch (loaded when ONNX Runtime failed on a batch of a cache hit)."""
+    from core.network.checkpoint import load_checkpoint
 
-    return torch.get_num_threads() if threads is None else threads
+    return TorchRunner(load_checkpoint(path).model.eval())

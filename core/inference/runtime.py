@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Literal, Protocol
 
 import numpy as np
@@ -75,6 +75,41 @@ class OnnxRunner:
         return np.asarray(out, dtype=np.float32)
 
 
+class FallbackRunner:
+    """An ONNX Runtime runner with torch behind it: a batch ONNX Runtime fails on is logged (WARNING)
+    and predicted with the torch runner ``make_torch()`` gives (made on the first failure, then kept:
+    for a cached graph that is when the checkpoint is loaded)."""
+
+    name = "onnx"
+
+    def __init__(self, onnx: Runner, make_torch: Callable[[], Runner]) -> None:
+        self.onnx = onnx
+        self._make_torch = make_torch
+        self._torch: Runner | None = None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        try:
+            return self.onnx(images)
+        except Exception as exc:
+            log.warning("ONNX Runtime failed on a batch of shape %s (%s); predicting it with torch", images.shape, exc)
+            if self._torch is None:
+                self._torch = self._make_torch()
+            return self._torch(images)
+
+
+def export_runner(model: nn.Module, threads: int) -> tuple[OnnxRunner, bytes] | None:
+    """``model`` exported (:func:`core.inference.export.export_onnx`) and its session, with the graph's
+    bytes; ``None`` with a WARNING when the export fails (the caller runs torch)."""
+    from core.inference.export import ExportError, export_onnx
+
+    try:
+        data = export_onnx(model)
+    except ExportError as exc:
+        log.warning("%s; predicting with torch instead", exc)
+        return None
+    return OnnxRunner(data, threads=threads), data
+
+
 def weights_key(model: nn.Module) -> Hashable | None:
     """What identifies ``model``'s current weights and settings, or ``None`` when it cannot be told
     (tensors made under ``torch.inference_mode`` have no version counter)."""
@@ -94,19 +129,14 @@ _cache: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, int, OnnxRunner | N
 def onnx_runner(model: nn.Module, *, threads: int | None = None) -> OnnxRunner | None:
     """The cached :class:`OnnxRunner` of ``model``'s current weights (exported now if they changed),
     or ``None`` (with a WARNING, once per weights) when the export fails."""
-    from core.inference.export import ExportError, export_onnx
-
     n = torch.get_num_threads() if threads is None else threads
     key = weights_key(model)
     with _lock:
         hit = _cache.get(model)
         if key is not None and hit is not None and hit[0] == key and hit[1] == n:
             return hit[2]
-        try:
-            runner: OnnxRunner | None = OnnxRunner(export_onnx(model), threads=n)
-        except ExportError as exc:
-            log.warning("%s; predicting with torch instead", exc)
-            runner = None
+        made = export_runner(model, n)
+        runner = made[0] if made is not None else None
         if key is not None:
             _cache[model] = (key, n, runner)
         return runner

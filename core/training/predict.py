@@ -7,6 +7,7 @@ while a reader thread decodes and downscales the next images.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.inference.pipeline import read_ahead
-from core.inference.runtime import RUNTIMES, Runner, TorchRunner, runner_for
+from core.inference.runtime import RUNTIMES, FallbackRunner, Runner, TorchRunner, runner_for
 from core.inference.runtime import _device as _device  # (core.training.evaluate uses it)
 from core.progress import Progress
 from core.training.data import ImageLike, limit_side, load_image
@@ -49,23 +50,16 @@ def _prepare(src: ImageLike, index: int, max_side: int | None) -> _Input:
     return _Input(small=limit_side(image, max_side), size=(image.shape[0], image.shape[1]))
 
 
-def _probs(runner: Runner, model: nn.Module | None, images: list[np.ndarray], tta_flip: bool) -> np.ndarray:
+def _probs(runner: Runner, images: list[np.ndarray], tta_flip: bool) -> np.ndarray:
     """Softmax probabilities ``(B, K, h, w)`` for same-size images ``(h, w, 3) uint8``.
 
     With ``tta_flip`` the mirrored images run in the same batch and their flipped-back
-    probabilities are averaged in. A runtime error of ONNX Runtime is logged and the batch is
-    predicted with torch (when there is a ``model``; a given runner handles its own failures).
+    probabilities are averaged in.
     """
     x = images[0][None] if len(images) == 1 else np.stack(images)
     if tta_flip:
         x = np.concatenate([x, x[:, :, ::-1]])
-    try:
-        probs = runner(x)
-    except Exception as exc:
-        if isinstance(runner, TorchRunner) or model is None:
-            raise
-        log.warning("ONNX Runtime failed on a batch of shape %s (%s); predicting it with torch", x.shape, exc)
-        probs = TorchRunner(model)(x)
+    probs = runner(x)
     if tta_flip:
         b = len(images)
         probs = 0.5 * (probs[:b] + probs[b:, :, :, ::-1])
@@ -118,7 +112,8 @@ def predict(
             upsampled back to the input size.
         progress: ``progress("predict", done, total)`` (total 0 when ``images`` has no length).
         runtime: ``"onnx"`` (default): ONNX Runtime on an export of the model's current weights,
-            cached while they stay the same (torch, with a WARNING, when the export fails);
+            cached while they stay the same (torch, with a WARNING, when the export fails, and for a
+            batch ONNX Runtime fails on: ``core.inference.runtime.FallbackRunner``);
             ``"torch"``: the model itself.
         runner: run the network with this instead of ``runtime``'s runner of ``model`` (e.g. a
             session loaded from :mod:`core.inference.cache`); ``model`` may then be ``None``.
@@ -161,7 +156,9 @@ def _predict(
         if runner is None:  # the export waits for the first batch: nothing to do for no images
             assert net is not None  # (checked by predict)
             runner = runner_for(net, runtime)
-        probs = _probs(runner, net, [b.small for b in batch], tta_flip)
+            if not isinstance(runner, TorchRunner):
+                runner = FallbackRunner(runner, functools.partial(TorchRunner, net))
+        probs = _probs(runner, [b.small for b in batch], tta_flip)
         sizes = [b.size for b in batch]
         batch.clear()
         for p, size in zip(probs, sizes):
