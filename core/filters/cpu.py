@@ -15,7 +15,7 @@ colour (and two-channel) inverse is the closed-form adjugate. The window means a
 plane and image, on OpenCV's number of threads (:func:`run_parallel`; ``cv2.boxFilter`` itself is
 single-threaded); for float32 and ``r <= 3`` two separable 1-D passes replace ``boxFilter``. The
 arithmetic between them is torch's (in place, fused ``addcmul``) on blocks of rows small enough to
-stay in the cache, in the calling thread (:func:`_run_blocks`; the planes are too large for the
+stay in the cache, in the calling thread (:func:`_row_blocks`; the planes are too large for the
 cache: whole-plane operations ran at memory speed, and a second torch thread gained nothing). The
 planes are NumPy-allocated, so OpenCV reads and writes them without copies, and recycled between
 calls (:class:`Arena`). The backward pass is the chain rule through the same equations, written out
@@ -292,21 +292,15 @@ _local = threading.local()
 
 
 def _row_blocks(n: int, h: int, w: int) -> list[slice]:
-    """Row ranges of about ``_BLOCK_ELEMENTS`` elements of an ``(n, h, w)`` plane."""
+    """Row ranges of about ``_BLOCK_ELEMENTS`` elements of an ``(n, h, w)`` plane.
+
+    The blocks run one after the other in the calling thread, not on :func:`run_parallel`'s threads:
+    a block's operations take a few microseconds each, and shared out over two threads the colour
+    filter at 1 MP took 65-88 ms on a quiet machine (load 0.9), slower than the whole-plane
+    arithmetic before it (52-62 ms).
+    """
     rows = max(1, min(h, _BLOCK_ELEMENTS // max(1, n * w)))
     return [slice(y, min(h, y + rows)) for y in range(0, h, rows)]
-
-
-def _run_blocks(tasks: Sequence[Callable[[], object]]) -> None:
-    """Run the row blocks of the arithmetic one after the other, in the calling thread.
-
-    Not on :func:`run_parallel`'s threads: a block's operations take a few microseconds each and
-    every one releases and retakes the GIL, so two threads would mostly hand it over; with the
-    blocks shared out, the colour filter at 1 MP took 65-88 ms on a quiet machine (load 0.9), slower
-    than the whole-plane arithmetic before it (52-62 ms).
-    """
-    for task in tasks:
-        task()
 
 
 def _scratch(like: Plane, rows_max: int) -> Callable[[], Plane]:
@@ -467,7 +461,8 @@ def coefficients(
             for i in range(1, c):
                 b.addcmul_(a[i], mI[i], value=-1)
 
-    _run_blocks([functools.partial(solve, rows) for rows in blocks])
+    for rows in blocks:  # (serially: see _row_blocks)
+        solve(rows)
     ab = [x for a, b in zip(a_all, b_all, strict=True) for x in (*a, b)]
     means = box.means(ab, None if keep else ab)  # (in place unless the backward needs a and b)
     A = [means[k * (c + 1) : k * (c + 1) + c] for k in range(K)]
@@ -537,7 +532,8 @@ def guided(
                 qr.addcmul_(A[k][i][:, rows], I[i][:, rows])
 
     n, h, w = I[0].shape
-    _run_blocks([functools.partial(apply, rows) for rows in _row_blocks(n, h, w)])
+    for rows in _row_blocks(n, h, w):
+        apply(rows)
     if saved is not None:
         saved.A = A
     return saved
