@@ -63,7 +63,7 @@ _UNIT = """
     test_labelstudio_polygon test_labelstudio_prompts test_labelstudio_settings test_metrics test_network
     test_labelstudio_store
     test_postprocess test_readers test_refine_config test_refine_filters test_refine_stopping
-    test_inference_pipeline
+    test_inference_pipeline test_memory
 """
 _INTEGRATION = """
     test_inference test_inference_cache

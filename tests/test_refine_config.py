@@ -62,7 +62,7 @@ def test_a_typo_in_any_section_is_refused_at_construction(changes, match):
         ({"post.chain": "crf+blur"}, r"post.chain: postprocess 'crf\+blur' is unknown"),
         ({"post.params.mix": 2}, r"post.params: PostprocessConfig.mix must lie in \[0, 1\]"),
         ({"stop.patience": 0}, r"stop.patience must be an integer >= 1"),
-        ({"max_side": 8}, r"max_side must be None or an integer >= 16"),
+        ({"max_side": 8}, r"max_side must be None .* or an integer >= 16, got 8"),
         ({"train_options": {"max_side": 512}}, r"train_options\['max_side'\] is no longer an option: .*set max_side"),
         ({"network_options": {"num_classes": 3}}, r"comes from the dataset"),
     ],

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.initial.routes import ROUTE_NAMES as INIT_ROUTES
+from core.io.working import check_max_side
 from core.network.config import LEGACY_FIELDS
 from core.refine import config_keys
 from core.refine.sections import (
@@ -98,10 +99,7 @@ class RunConfig:
             isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) or self.num_threads < 1
         ):
             raise ValueError(f"num_threads must be None or an integer >= 1, got {self.num_threads!r}")
-        if self.max_side is not None and (
-            isinstance(self.max_side, bool) or not isinstance(self.max_side, int) or self.max_side < 16
-        ):
-            raise ValueError(f"max_side must be None or an integer >= 16, got {self.max_side!r}")
+        check_max_side("max_side", self.max_side)
 
     def to_dict(self) -> dict[str, Any]:
         """The nested, JSON-ready form (what ``config.json`` holds)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from core import __version__
+from core import __version__, memory
 from core.data.dataset import Dataset
 from core.initial.transfer import binarise_source_mask
 from core.io.working import WorkingImage
@@ -216,10 +216,15 @@ def run_refine_round(
     )
     at_size = capped_pairs([*pairs, *extra], config.post.image_max_side)  # human masks: at the pictures' size
     model, training = train_round_model(dataset, run_dir, index, config, at_size, progress)
+    n_trained, n_source = len(pairs), len(extra)
+    del pairs, extra, at_size  # the labels (and the training cache with them): not needed past training
+    memory.release()
     seconds["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
     fused, shift = predict_round(dataset, prev_path, index, config, model, prev_records, progress)
+    del model  # its ONNX Runtime session goes with it
+    memory.release()
     seconds["predict"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -257,8 +262,8 @@ def run_refine_round(
         "round": index,
         "model": f"{config.network.backbone}/round_{index:02d}",
         "engine": __version__,
-        "trained_on": len(pairs),
-        "source_images": len(extra),
+        "trained_on": n_trained,
+        "source_images": n_source,
         "checkpoint": "model.pt",
         "area_shift": shift,
         "training": training,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import __version__
+from core import __version__, memory
 from core.classmap import ClassMap
 from core.data.dataset import Dataset
 from core.io.atomic import atomic_path
@@ -252,6 +252,8 @@ def run_autolabel(
                 "n_images": len(dataset),
             }
             rundir.write_json(path / "metrics.json", metrics)
+            del out
+            memory.release()  # what the round freed goes back to the system before the next one
             rundir.mark_done(run_dir, index)
             infos.append(read_round(run_dir, index))
             _log_round(infos[-1])

@@ -8,7 +8,6 @@ while a reader thread decodes and downscales the next images.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -22,8 +21,6 @@ from core.inference.runtime import RUNTIMES, FallbackRunner, Runner, TorchRunner
 from core.inference.runtime import _device as _device  # (core.training.evaluate uses it)
 from core.progress import Progress
 from core.training.data import ImageLike, limit_side, load_image
-
-log = logging.getLogger(__name__)
 
 __all__ = ["Prediction", "predict"]
 
