@@ -217,7 +217,7 @@ def run_refine_round(
     at_size = capped_pairs([*pairs, *extra], config.post.image_max_side)  # human masks: at the pictures' size
     model, training = train_round_model(dataset, run_dir, index, config, at_size, progress)
     n_trained, n_source = len(pairs), len(extra)
-    del pairs, extra, at_size  # the labels (and the training cache with them): not needed past training
+    del pairs, extra, at_size  # every training label (the trainer's cache went when it returned)
     memory.release()
     seconds["train"] = time.perf_counter() - t
 

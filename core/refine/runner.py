@@ -252,7 +252,6 @@ def run_autolabel(
                 "n_images": len(dataset),
             }
             rundir.write_json(path / "metrics.json", metrics)
-            del out
             memory.release()  # what the round freed goes back to the system before the next one
             rundir.mark_done(run_dir, index)
             infos.append(read_round(run_dir, index))
